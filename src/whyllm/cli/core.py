@@ -1,0 +1,122 @@
+"""``whyllm predict``, ``generate`` and ``chat``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from whyllm.cli._app import DeviceOpt, DtypeOpt, ModelOpt, command, emit, err_console, load, out_console
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
+PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
+TempOpt = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Sample only from the k most likely tokens.")]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling: smallest set with this mass.")]
+SeedOpt = Annotated[int | None, typer.Option(help="Random seed (printed with the result for reruns).")]
+MaxOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate at most.")]
+
+
+@command()
+def predict(
+    prompt: str,
+    target: Annotated[str | None, typer.Option(help="Score this continuation (may be several tokens).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates to list.")] = 10,
+    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
+) -> None:
+    """Show the next-token distribution after PROMPT: top tokens, probabilities, entropy."""
+    from whyllm.errors import InputError
+    from whyllm.methods.predict import predict as run
+
+    if top_k < 1:
+        raise InputError(f"--top-k must be at least 1, got {top_k}")
+    m = load(model, dtype, device, prompts=(prompt,))
+    emit(run(m, prompt, target=target, top_k=top_k), as_json=json, html=html, png=png)
+
+
+@command()
+def generate(
+    prompt: str,
+    max_new_tokens: MaxOpt = 32, temperature: TempOpt = 1.0, top_k: TopKOpt = None, top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    greedy: Annotated[bool, typer.Option(help="Always take the most likely token.")] = False,
+    samples: Annotated[int, typer.Option(help="Draw N continuations and show where they diverge.")] = 1,
+    alternatives: Annotated[int, typer.Option(help="Alternatives recorded per step.")] = 5,
+    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
+) -> None:
+    """Continue PROMPT token by token, showing each step's probability, rank and alternatives."""
+    from whyllm.methods.generate import DecodingSettings
+    from whyllm.methods.generate import generate as run
+    from whyllm.methods.generate import sample
+
+    DecodingSettings(max_new_tokens, temperature, top_k, top_p, greedy, seed)  # validate before loading
+    m = load(model, dtype, device, prompts=(prompt,))
+    if samples != 1:
+        res = sample(m, prompt, n=samples, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                     top_p=top_p, seed=seed, alternatives=alternatives)
+        emit(res, as_json=json, html=html, png=png)
+        return
+    stream = None
+    if not json:
+        from whyllm.render.terminal import step_text
+
+        out_console.print(Text(prompt, style="bold"), end="")
+
+        def stream(_row, step):
+            out_console.print(step_text(step), end="")
+
+    res = run(m, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+              seed=seed, greedy=greedy, alternatives=alternatives, on_step=stream)
+    if not json:
+        out_console.print()
+    emit(res, as_json=json, html=html, png=png)
+
+
+@command()
+def chat(
+    max_new_tokens: MaxOpt = 128, temperature: TempOpt = 0.7, top_k: TopKOpt = None, top_p: TopPOpt = 0.95,
+    seed: SeedOpt = None,
+    system: Annotated[str | None, typer.Option(help="System message to start with.")] = None,
+    show_probs: Annotated[bool, typer.Option(help="After each reply, show its tokens' probabilities.")] = False,
+    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+) -> None:
+    """Talk to the model (empty line, /quit or Ctrl-D ends). Uses its chat template when it has one."""
+    from whyllm.methods.chat import PLAIN_STOP, chat_reply
+    from whyllm.methods.generate import DecodingSettings
+    from whyllm.render.terminal import step_text
+
+    DecodingSettings(max_new_tokens, temperature, top_k, top_p, False, seed)
+    m = load(model, dtype, device)
+    if not m.has_chat_template:
+        err_console.print(f"[yellow]notice:[/yellow] {m.name} has no chat template (a base model); "
+                          "using a plain 'User:/Assistant:' transcript")
+    messages = [{"role": "system", "content": system}] if system else []
+    turn = 0
+    while True:
+        try:
+            line = typer.prompt("you", default="", show_default=False, prompt_suffix="> ")
+        except (EOFError, typer.Abort):
+            break
+        if line.strip() in ("", "/quit", "/exit"):
+            break
+        messages.append({"role": "user", "content": line})
+        out_console.print("[bold]model>[/bold] ", end="")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reply = chat_reply(m, messages, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                               top_p=top_p, seed=None if seed is None else seed + turn,
+                               on_step=lambda _r, st: out_console.print(step_text(st), end=""))
+        out_console.print()
+        text = reply.text
+        for stop in PLAIN_STOP:
+            text = text.split(stop)[0]
+        messages.append({"role": "assistant", "content": text.strip()})
+        if show_probs:
+            out_console.print(reply)
+        turn += 1

@@ -1,0 +1,43 @@
+"""Conversations: turn a list of messages into a prompt and continue it."""
+
+from __future__ import annotations
+
+import warnings
+
+from whyllm.errors import InputError
+from whyllm.methods.generate import generate
+from whyllm.model.base import Model
+from whyllm.results.generate import GenerationResult
+
+__all__ = ["PLAIN_STOP", "chat_prompt", "chat_reply"]
+
+PLAIN_STOP = ("\nUser:",)
+_ROLES = ("system", "user", "assistant")
+
+
+def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
+    """Prompt text for ``messages`` (``{"role", "content"}`` dicts), ready for the assistant's reply.
+
+    Uses the tokenizer's chat template when there is one; a base model without one gets a plain
+    ``User: / Assistant:`` transcript and a warning saying so.
+    """
+    if not messages:
+        raise InputError("the conversation is empty; give at least one user message")
+    for m in messages:
+        if m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+            raise InputError(f"message {m!r} needs a role in {_ROLES} and text content")
+    if model.has_chat_template:
+        return model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    warnings.warn(
+        f"{model.name} has no chat template (a base model); using a plain 'User:/Assistant:' transcript",
+        UserWarning, stacklevel=2,
+    )
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def chat_reply(model: Model, messages: list[dict[str, str]], **settings) -> GenerationResult:
+    """The assistant's next reply to ``messages`` (settings as for :func:`whyllm.generate`)."""
+    prompt = chat_prompt(model, messages)
+    stop = () if model.has_chat_template else PLAIN_STOP
+    return generate(model, prompt, stop=stop, **settings)

@@ -1,0 +1,266 @@
+"""One architecture-agnostic view of a Hugging Face causal LM.
+
+Vocabulary (TransformerLens's) used throughout whyllm:
+
+* sizes: ``d_model`` (residual width), ``n_layers``, ``n_heads``, ``n_kv_heads``, ``d_head``,
+  ``d_mlp``, ``d_vocab``, ``n_ctx`` (context window);
+* residual stream: ``resid_pre`` (input of block ``l``), ``resid_mid`` (after attention, sequential
+  models only), ``resid_post`` (output of block ``l``); ``embed`` is ``resid_pre`` of block 0;
+* sublayer outputs as added to the residual: ``attn_out``, ``mlp_out``;
+* axis names in shape comments: ``batch``, ``pos``, ``layer``, ``head``, ``d_model``, ``vocab``.
+
+The adapter never runs hooks itself; :mod:`whyllm.model.hooks` does, on the modules it exposes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from whyllm.errors import ParityError, UnsupportedModelError
+from whyllm.model.architectures import ArchitectureSpec, architecture_for
+
+__all__ = ["ModelAdapter"]
+
+_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn")
+_OUT_PROJ_NAMES = ("o_proj", "out_proj", "dense", "c_proj", "wo")
+_DOWN_NAMES = ("down_proj", "c_proj", "dense_4h_to_h", "fc2", "w2", "fc_out")
+_FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+
+
+def _get(root: nn.Module, path: str | None) -> nn.Module | None:
+    if path is None:
+        return None
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def _child(module: nn.Module, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if hasattr(module, n) and isinstance(getattr(module, n), nn.Module)), None)
+
+
+def _discover(model: nn.Module) -> ArchitectureSpec:
+    """Structural search for an unknown architecture (largest ModuleList = blocks)."""
+    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
+    if not lists:
+        raise UnsupportedModelError(f"{type(model).__name__}: found no list of transformer blocks")
+    blocks_path, blocks = max(lists, key=lambda nm: len(nm[1]))
+    block = blocks[0]
+    attn = _child(block, _ATTN_NAMES)
+    mlp = _child(block, _MLP_NAMES)
+    parent = blocks_path.rsplit(".", 1)[0] if "." in blocks_path else ""
+    parent_mod = _get(model, parent) if parent else model
+    final = _child(parent_mod, _FINAL_NORM_NAMES)
+    embed_name = next((n for n, m in model.named_modules() if m is model.get_input_embeddings()), None)
+    missing = [
+        what
+        for what, found in [("attention module", attn), ("MLP module", mlp), ("final norm", final)]
+        if found is None
+    ]
+    o_proj = _child(getattr(block, attn), _OUT_PROJ_NAMES) if attn else None
+    down = _child(getattr(block, mlp), _DOWN_NAMES) if mlp else None
+    missing += [w for w, f in [("attention output projection", o_proj), ("MLP down projection", down)] if not f]
+    norms = [n for n, m in block.named_children() if "norm" in n.lower() or n.startswith("ln")]
+    if len(norms) < 2:
+        missing.append("the two pre-sublayer norms")
+    if missing:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} (model_type={model.config.model_type!r}) is not a known architecture "
+            f"and whyllm could not find its {', '.join(missing)}; register it with "
+            "whyllm.model.architectures.register_architecture()"
+        )
+    return ArchitectureSpec(
+        embed=embed_name or "",
+        blocks=blocks_path,
+        ln_final=f"{parent}.{final}" if parent else final,
+        ln1=norms[0],
+        ln2=norms[1],
+        attn=attn,
+        attn_o=f"{attn}.{o_proj}",
+        mlp=mlp,
+        mlp_down=f"{mlp}.{down}",
+    )
+
+
+class ModelAdapter:
+    """Canonical names for the parts of one loaded causal LM (see the module docstring)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.config = cfg
+        self.spec = architecture_for(model.config.model_type) or _discover(model)
+        self.parallel_residual = bool(getattr(cfg, "use_parallel_residual", self.spec.parallel_residual))
+        self.embed = _get(model, self.spec.embed) or model.get_input_embeddings()
+        self.pos_embed = _get(model, self.spec.pos_embed)
+        blocks = _get(model, self.spec.blocks)
+        self.ln_final = _get(model, self.spec.ln_final)
+        self.unembed = model.get_output_embeddings()
+        missing = [
+            name
+            for name, found in [
+                (f"blocks ({self.spec.blocks})", blocks),
+                (f"final norm ({self.spec.ln_final})", self.ln_final),
+                ("output embedding (get_output_embeddings)", self.unembed),
+                ("input embedding", self.embed),
+            ]
+            if found is None
+        ]
+        if missing:
+            raise UnsupportedModelError(f"{type(model).__name__}: could not find {', '.join(missing)}")
+        self.blocks: list[nn.Module] = list(blocks)
+        for part in ("ln1", "ln2", "attn", "attn_o", "mlp", "mlp_down", "attn_out", "mlp_out"):
+            if _get(self.blocks[0], getattr(self.spec, part)) is None:
+                raise UnsupportedModelError(
+                    f"{type(model).__name__}: block 0 has no {part} at {getattr(self.spec, part)!r}"
+                )
+
+    # ---- sizes -----------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        """Number of transformer blocks."""
+        return len(self.blocks)
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return int(self.config.hidden_size)
+
+    @property
+    def n_heads(self) -> int:
+        """Attention (query) heads per layer."""
+        return int(self.config.num_attention_heads)
+
+    @property
+    def n_kv_heads(self) -> int:
+        """Key/value heads per layer (fewer than ``n_heads`` with grouped-query attention)."""
+        return int(getattr(self.config, "num_key_value_heads", None) or self.n_heads)
+
+    @property
+    def d_head(self) -> int:
+        """Width of one head (from the output projection, which is what the decompositions use)."""
+        return self.head_out_weight(0).shape[1]
+
+    @property
+    def d_mlp(self) -> int:
+        """Number of MLP neurons (input width of the down projection)."""
+        return self.mlp_down_weight(0).shape[0]
+
+    @property
+    def d_vocab(self) -> int:
+        """Size of the output vocabulary."""
+        return int(self.unembed.weight.shape[0])
+
+    @property
+    def n_ctx(self) -> int:
+        """Longest sequence the model accepts (its context window)."""
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+            value = getattr(self.config, key, None)
+            if value:
+                return int(value)
+        return 2048
+
+    @property
+    def softcap(self) -> float | None:
+        """Gemma-style final logit soft-capping (``tanh(x / c) * c``), or ``None``."""
+        return getattr(self.config, "final_logit_softcapping", None) or None
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the output embedding (where logits are made)."""
+        return self.unembed.weight.device
+
+    # ---- parts of block l -----------------------------------------------------------------
+    def part(self, layer: int, name: str) -> nn.Module:
+        """Module ``name`` (a field of :class:`ArchitectureSpec`, e.g. ``attn_out``) of block ``layer``."""
+        if not 0 <= layer < self.n_layers:
+            from whyllm.errors import InputError
+
+            raise InputError(f"layer {layer} is out of range; this model has layers 0..{self.n_layers - 1}")
+        return self.blocks[layer].get_submodule(getattr(self.spec, name))
+
+    # ---- weights in the decompositions' layout ------------------------------------------
+    def head_out_weight(self, layer: int) -> Tensor:
+        """Output projection as ``(head, d_head, d_model)``."""
+        proj = self.part(layer, "attn_o")
+        w = _as_in_out(proj)  # (n_heads * d_head, d_model)
+        return w.reshape(self.n_heads, -1, w.shape[-1])
+
+    def mlp_down_weight(self, layer: int) -> Tensor:
+        """MLP down projection as ``(d_mlp, d_model)``."""
+        return _as_in_out(self.part(layer, "mlp_down"))
+
+    def out_bias(self, layer: int, name: str) -> Tensor | None:
+        """Bias of ``attn_o`` or ``mlp_down`` (added once, not per head/neuron), or ``None``."""
+        return getattr(self.part(layer, name), "bias", None)
+
+    # ---- the model's own read-out -------------------------------------------------------
+    def unembed_normed(self, normed: Tensor) -> Tensor:
+        """Logits from an already final-normed residual: unembedding plus soft-capping."""
+        logits = self.unembed(normed)
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def logits_from_resid(self, resid: Tensor) -> Tensor:
+        """Decode a residual stream exactly as the model does after its last block."""
+        return self.unembed_normed(self.ln_final(resid))
+
+    def frozen_norm(self, norm: nn.Module, x: Tensor) -> Callable[[Tensor], Tensor]:
+        """Linearise ``norm`` at input ``x``: a function mapping parts of ``x`` to parts of ``norm(x)``.
+
+        The scale (1/rms or 1/std of ``x``) is frozen at its real value, so the parts of ``x``
+        map to parts that sum to ``norm(x)`` minus the norm's bias (LayerNorm) exactly.
+        """
+        eps = float(getattr(norm, "eps", None) or getattr(norm, "variance_epsilon", 1e-6))
+        xf = x.float()
+        centred = isinstance(norm, nn.LayerNorm)
+        if centred:
+            scale = torch.rsqrt(xf.var(-1, keepdim=True, unbiased=False) + eps)  # (..., 1)
+            gain = norm.weight.float() if norm.weight is not None else 1.0
+        else:
+            scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+            ones = torch.ones(1, x.shape[-1], dtype=x.dtype, device=x.device)
+            gain = norm(ones).float()[0] * math.sqrt(1.0 + eps)  # the effective per-channel gain
+
+        def apply(part: Tensor) -> Tensor:
+            p = part.float()
+            if centred:
+                p = p - p.mean(-1, keepdim=True)
+            return p * scale * gain
+
+        return apply
+
+    def check_parity(self, input_ids: Tensor, *, atol: float = 1e-3) -> float:
+        """Confirm ``logits_from_resid(last block output)`` equals the model's logits.
+
+        Returns the largest absolute difference; raises :class:`ParityError` above ``atol`` times the
+        logits' scale.
+        """
+        from whyllm.model.hooks import capture
+
+        with torch.no_grad(), capture({"last": self.blocks[-1]}) as acts:
+            logits = self.model(input_ids=input_ids).logits
+        mine = self.logits_from_resid(acts["last"])
+        diff = (mine.float() - logits.float()).abs().max().item()
+        tol = atol * max(1.0, logits.float().abs().max().item())
+        if not diff <= tol:  # also catches NaN
+            raise ParityError(
+                f"{type(self.model).__name__}: the adapter's read-out differs from the model's logits by "
+                f"{diff:.3g} (tolerance {tol:.3g}); the architecture table for "
+                f"{self.config.model_type!r} is wrong or the model changes its read-out"
+            )
+        return diff
+
+
+def _as_in_out(linear: nn.Module) -> Tensor:
+    """Weight as ``(in, out)``: ``nn.Linear`` stores ``(out, in)``, GPT-2's ``Conv1D`` ``(in, out)``."""
+    w = linear.weight
+    transposed = type(linear).__name__ == "Conv1D"  # transformers.pytorch_utils.Conv1D
+    return w if transposed else w.T

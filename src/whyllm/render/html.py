@@ -1,0 +1,128 @@
+"""HTML views of results: fragments for notebooks, self-contained pages for reports.
+
+Everything is inline (CSS, no scripts from anywhere, no fonts to fetch) so a report opens offline.
+Every piece of model or user text goes through :func:`esc`. Domain modules register fragments with
+``@fragment.register`` like :mod:`whyllm.render.terminal` views.
+"""
+
+from __future__ import annotations
+
+import html
+from functools import singledispatch
+
+from whyllm.model.base import visible
+from whyllm.render.terminal import load_domains
+from whyllm.results.generate import GenerationResult, SamplesResult
+from whyllm.results.predict import PredictResult
+
+__all__ = ["CSS", "bar", "esc", "fragment", "heat_color", "page"]
+
+CSS = """
+.whyllm{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px;color:#1f2328;max-width:1100px}
+.whyllm h2{font-size:17px;margin:.6em 0 .3em}.whyllm .dim{color:#6e7781}
+.whyllm table{border-collapse:collapse;margin:.4em 0}.whyllm td,.whyllm th{padding:2px 8px;text-align:left;border-bottom:1px solid #eaeef2}
+.whyllm .tok{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre;border-radius:3px;padding:0 1px}
+.whyllm .bar{display:inline-block;height:12px;background:#4c78a8;vertical-align:middle}
+.whyllm .prompt{font-weight:600}.whyllm .scroll{max-height:480px;overflow:auto}
+.whyllm .legend{font-size:12px;color:#6e7781}.whyllm ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #ccc}
+"""
+
+
+def esc(text: object) -> str:
+    """HTML-escape any text (quotes included)."""
+    return html.escape(str(text), quote=True)
+
+
+def heat_color(score: float) -> str:
+    """Diverging colour for a score in [-1, 1]: red positive, blue negative, white zero."""
+    s = max(-1.0, min(1.0, float(score)))
+    if s >= 0:
+        return f"rgba(220,38,38,{s:.3f})"
+    return f"rgba(37,99,235,{-s:.3f})"
+
+
+def bar(p: float, width: int = 200) -> str:
+    """A horizontal bar of ``p`` (0..1) times ``width`` pixels."""
+    return f'<span class="bar" style="width:{max(1, round(p * width))}px"></span>'
+
+
+def _prob_color(p: float) -> str:
+    return f"rgba(34,197,94,{0.15 + 0.6 * p:.2f})" if p >= 0.1 else "rgba(239,68,68,0.55)"
+
+
+@singledispatch
+def _fragment(result: object) -> str:
+    return f"<pre>{esc(repr(result))}</pre>"
+
+
+def fragment(result: object) -> str:
+    """HTML fragment (a ``div.whyllm``) for a result, as shown in notebooks."""
+    load_domains()  # domain modules register HTML and terminal views together
+    return f'<div class="whyllm">{_fragment(result)}</div>'
+
+
+fragment.register = _fragment.register  # type: ignore[attr-defined]
+
+
+def page(result: object, title: str | None = None) -> str:
+    """A complete, self-contained HTML document for a result."""
+    name = title or f"whyllm · {getattr(result, 'kind', type(result).__name__)}"
+    return (
+        "<!doctype html><html><head><meta charset=\"utf-8\">"
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        f"<title>{esc(name)}</title><style>{CSS}</style></head><body>{fragment(result)}</body></html>"
+    )
+
+
+def _tok(text: str, style: str = "", title: str = "") -> str:
+    return f'<span class="tok" style="{style}" title="{esc(title)}">{esc(visible(text))}</span>'
+
+
+@_fragment.register
+def _(r: PredictResult) -> str:
+    rows = "".join(
+        f"<tr><td>{c.rank}</td><td>{_tok(c.token)}</td><td>{c.id}</td><td>{bar(c.prob)} {c.prob:.4f}</td>"
+        f"<td>{c.logprob:.3f}</td></tr>"
+        for c in r.top
+    )
+    target = ""
+    if r.target is not None:
+        t = r.target
+        target = (f"<p>target {_tok(t.text)}: prob {t.prob:.4g}, logprob {t.logprob:.3f}, "
+                  f"rank of first token {t.rank}</p>")
+    return (
+        f"<h2>Next token after <span class='prompt'>{esc(r.prompt)}</span></h2>"
+        f"<table><tr><th>rank</th><th>token</th><th>id</th><th>probability</th><th>logprob</th></tr>{rows}</table>"
+        f"<p class='dim'>entropy {r.entropy:.3f} nats · model {esc(r.meta.get('model', ''))}</p>{target}"
+    )
+
+
+@_fragment.register
+def _(r: GenerationResult) -> str:
+    toks = "".join(
+        _tok(s.token, f"background:{_prob_color(s.prob)}",
+             f"p={s.prob:.3f} rank={s.rank} | " + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
+        for s in r.steps
+    )
+    return (
+        f"<h2>Generation</h2><p><span class='prompt'>{esc(r.prompt)}</span>{toks}</p>"
+        "<p class='legend'>green: likely picks · red: picks under 10% (hover a token for its alternatives)</p>"
+        f"<p class='dim'>stopped: {esc(r.stop_reason)} · {esc(r.settings)}</p>"
+    )
+
+
+def _tree(node: dict) -> str:
+    items = "".join(
+        f"<li><b>p={c['probs'][0]:.3f}</b> ({len(c['samples'])}) {_tok(c['text'])}{_tree(c)}</li>"
+        for c in node["children"]
+    )
+    return f"<ul class='tree'>{items}</ul>" if items else ""
+
+
+@_fragment.register
+def _(r: SamplesResult) -> str:
+    return (
+        f"<h2>{len(r.samples)} samples: where they diverge</h2>"
+        f"<p><span class='prompt'>{esc(r.prompt)}</span>{_tok(r.tree['text'])}</p>{_tree(r.tree)}"
+    )
+
