@@ -15,6 +15,11 @@ _ANALYSES = MappingProxyType({
     "predict": "whyllm.methods.predict:predict",
     "generate": "whyllm.methods.generate:generate",
     "sample": "whyllm.methods.generate:sample",
+    "explain": "whyllm.methods.attribution:explain",
+    "lens": "whyllm.methods.lens:logit_lens",
+    "components": "whyllm.methods.components:components",
+    "attention": "whyllm.methods.attention:attention",
+    "patch": "whyllm.methods.patching:patch",
 })
 
 
