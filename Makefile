@@ -20,6 +20,10 @@ demo: setup
 	$(BIN)/whyllm generate "The capital of France is" --max-new-tokens 16 --temperature 0.8 --seed 0 --samples 4
 
 test: setup
+	@# browser tests drive Debian's chromium (Playwright cannot download browsers offline)
+	@command -v chromium >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "note: could not install chromium (apt-get, as root); the e2e browser tests will skip"
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -11,10 +11,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from whyllm.errors import WhyllmError
 
-__all__ = ["ModelOpt", "app", "command", "emit", "err_console", "load", "out_console"]
+__all__ = [
+    "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit", "err_console",
+    "load", "out_console",
+]
 
 app = typer.Typer(
     name="whyllm",
@@ -32,6 +36,9 @@ ModelOpt = Annotated[
 ]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Run the model repository's own code.")]
+PickleOpt = Annotated[bool, typer.Option(
+    "--allow-pickle", help="Allow .bin/.pt checkpoints (loaded weights-only) when no safetensors exist.")]
 
 
 def command(*args: Any, **kwargs: Any) -> Callable:
@@ -43,7 +50,8 @@ def command(*args: Any, **kwargs: Any) -> Callable:
             try:
                 return fn(*a, **k)
             except WhyllmError as e:
-                err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True)
+                message = " ".join(str(e).split())  # one line, whatever the message holds
+                err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
                 raise typer.Exit(2) from None
 
         return app.command(*args, **kwargs)(run)
@@ -64,8 +72,18 @@ def load(model: str | None, dtype: str = "float32", device: str = "cpu", *, trus
                           allow_pickle=allow_pickle)
 
 
-def emit(result: Any, *, as_json: bool, html: Path | None = None, png: Path | None = None) -> None:
-    """Print a result (rich view or JSON document) and write the requested files."""
+def emit(result: Any, *, as_json: bool, html: Path | None = None, png: Path | None = None,
+         show: bool = True) -> None:
+    """Print a result (rich view or JSON document) and write the requested files.
+
+    Args:
+        result: any whyllm result.
+        as_json: print its JSON document (one line) instead of the rich view.
+        html: also write a self-contained HTML report there.
+        png: also draw the view as a PNG image there.
+        show: print the rich view (``False`` when the command already streamed it).
+
+    """
     if html is not None:
         result.to_html(html)
     if png is not None:
@@ -73,6 +91,6 @@ def emit(result: Any, *, as_json: bool, html: Path | None = None, png: Path | No
 
         save_png(result, png)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
-    else:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+    elif show:
         out_console.print(result)

@@ -9,14 +9,25 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from whyllm.cli._app import DeviceOpt, DtypeOpt, ModelOpt, command, emit, err_console, load, out_console
+from whyllm.cli._app import (
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    PickleOpt,
+    TrustOpt,
+    command,
+    emit,
+    err_console,
+    load,
+    out_console,
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
 PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
 TempOpt = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Sample only from the k most likely tokens.")]
-TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling: smallest set with this mass.")]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling: keep this much mass.")]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed (printed with the result for reruns).")]
 MaxOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to generate at most.")]
 
@@ -24,9 +35,10 @@ MaxOpt = Annotated[int, typer.Option("--max-new-tokens", "-n", help="Tokens to g
 @command()
 def predict(
     prompt: str,
-    target: Annotated[str | None, typer.Option(help="Score this continuation (may be several tokens).")] = None,
+    target: Annotated[str | None, typer.Option(help="Score this continuation (one or more tokens).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Candidates to list.")] = 10,
     model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
     json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Show the next-token distribution after PROMPT: top tokens, probabilities, entropy."""
@@ -35,7 +47,10 @@ def predict(
 
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {top_k}")
-    m = load(model, dtype, device, prompts=(prompt,))
+    if target is not None and target == "":
+        raise InputError("the target is empty (''); give the continuation to score, e.g. --target ' Paris'")
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=(prompt,))
     emit(run(m, prompt, target=target, top_k=top_k), as_json=json, html=html, png=png)
 
 
@@ -48,34 +63,43 @@ def generate(
     samples: Annotated[int, typer.Option(help="Draw N continuations and show where they diverge.")] = 1,
     alternatives: Annotated[int, typer.Option(help="Alternatives recorded per step.")] = 5,
     model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
     json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Continue PROMPT token by token, showing each step's probability, rank and alternatives."""
-    from whyllm.methods.generate import DecodingSettings
+    from whyllm.errors import InputError
+    from whyllm.methods.generate import DecodingSettings, sample
     from whyllm.methods.generate import generate as run
-    from whyllm.methods.generate import sample
+    from whyllm.render.terminal import step_text, steps_table
 
     DecodingSettings(max_new_tokens, temperature, top_k, top_p, greedy, seed)  # validate before loading
-    m = load(model, dtype, device, prompts=(prompt,))
-    if samples != 1:
-        res = sample(m, prompt, n=samples, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                     top_p=top_p, seed=seed, alternatives=alternatives)
+    if samples < 1 or alternatives < 1:
+        raise InputError(f"--samples and --alternatives must be at least 1, got {samples} and {alternatives}")
+    if samples > 1 and greedy:
+        raise InputError("--greedy gives the same continuation every time; drop it to draw --samples")
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=(prompt,))
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                    seed=seed, alternatives=alternatives)
+    if samples > 1:
+        with err_console.status(f"drawing {samples} samples…"):
+            res = sample(m, prompt, n=samples, **settings)
         emit(res, as_json=json, html=html, png=png)
         return
     stream = None
-    if not json:
-        from whyllm.render.terminal import step_text
-
+    if not json:  # stream the tokens as they come, coloured by probability
         out_console.print(Text(prompt, style="bold"), end="")
 
         def stream(_row, step):
             out_console.print(step_text(step), end="")
 
-    res = run(m, prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-              seed=seed, greedy=greedy, alternatives=alternatives, on_step=stream)
+    res = run(m, prompt, greedy=greedy, on_step=stream, **settings)
+    emit(res, as_json=json, html=html, png=png, show=False)
     if not json:
         out_console.print()
-    emit(res, as_json=json, html=html, png=png)
+        out_console.print(steps_table(res))
+        used = ", ".join(f"{k}={v}" for k, v in res.settings.items() if v is not None)
+        out_console.print(Text(f"stopped: {res.stop_reason}; {used}", style="dim"))
 
 
 @command()
@@ -83,19 +107,20 @@ def chat(
     max_new_tokens: MaxOpt = 128, temperature: TempOpt = 0.7, top_k: TopKOpt = None, top_p: TopPOpt = 0.95,
     seed: SeedOpt = None,
     system: Annotated[str | None, typer.Option(help="System message to start with.")] = None,
-    show_probs: Annotated[bool, typer.Option(help="After each reply, show its tokens' probabilities.")] = False,
+    show_probs: Annotated[bool, typer.Option(help="Show each reply's token probabilities.")] = False,
     model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
 ) -> None:
     """Talk to the model (empty line, /quit or Ctrl-D ends). Uses its chat template when it has one."""
-    from whyllm.methods.chat import PLAIN_STOP, chat_reply
+    from whyllm.methods.chat import chat_reply, reply_text
     from whyllm.methods.generate import DecodingSettings
-    from whyllm.render.terminal import step_text
+    from whyllm.render.terminal import step_text, steps_table
 
     DecodingSettings(max_new_tokens, temperature, top_k, top_p, False, seed)
-    m = load(model, dtype, device)
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if not m.has_chat_template:
-        err_console.print(f"[yellow]notice:[/yellow] {m.name} has no chat template (a base model); "
-                          "using a plain 'User:/Assistant:' transcript")
+        err_console.print(Text(f"notice: {m.name} has no chat template (a base model); using a plain "
+                               "'User:/Assistant:' transcript", style="yellow"), soft_wrap=True)
     messages = [{"role": "system", "content": system}] if system else []
     turn = 0
     while True:
@@ -106,17 +131,14 @@ def chat(
         if line.strip() in ("", "/quit", "/exit"):
             break
         messages.append({"role": "user", "content": line})
-        out_console.print("[bold]model>[/bold] ", end="")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reply = chat_reply(m, messages, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                               top_p=top_p, seed=None if seed is None else seed + turn,
+        out_console.print(Text("model> ", style="bold"), end="")
+        with warnings.catch_warnings():  # the notice above already said it
+            warnings.simplefilter("ignore", UserWarning)
+            reply = chat_reply(m, messages, max_new_tokens=max_new_tokens, temperature=temperature,
+                               top_k=top_k, top_p=top_p, seed=None if seed is None else seed + turn,
                                on_step=lambda _r, st: out_console.print(step_text(st), end=""))
         out_console.print()
-        text = reply.text
-        for stop in PLAIN_STOP:
-            text = text.split(stop)[0]
-        messages.append({"role": "assistant", "content": text.strip()})
+        messages.append({"role": "assistant", "content": reply_text(reply)})
         if show_probs:
-            out_console.print(reply)
+            out_console.print(steps_table(reply))
         turn += 1

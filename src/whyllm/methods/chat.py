@@ -9,7 +9,7 @@ from whyllm.methods.generate import generate
 from whyllm.model.base import Model
 from whyllm.results.generate import GenerationResult
 
-__all__ = ["PLAIN_STOP", "chat_prompt", "chat_reply"]
+__all__ = ["PLAIN_STOP", "chat_prompt", "chat_reply", "reply_text"]
 
 PLAIN_STOP = ("\nUser:",)
 _ROLES = ("system", "user", "assistant")
@@ -24,8 +24,10 @@ def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
     if not messages:
         raise InputError("the conversation is empty; give at least one user message")
     for m in messages:
-        if m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-            raise InputError(f"message {m!r} needs a role in {_ROLES} and text content")
+        if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+            raise InputError(f"message {m!r} needs a 'role' in {_ROLES} and text 'content'")
+    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
+        raise InputError("the conversation has no user message with text; say something to the model")
     if model.has_chat_template:
         return model.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     warnings.warn(
@@ -37,7 +39,19 @@ def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
 
 
 def chat_reply(model: Model, messages: list[dict[str, str]], **settings) -> GenerationResult:
-    """The assistant's next reply to ``messages`` (settings as for :func:`whyllm.generate`)."""
+    """Generate the assistant's next reply to ``messages`` (settings as for :func:`whyllm.generate`).
+
+    The result's ``prompt`` is the full templated conversation; :func:`reply_text` gives the reply
+    as it should be added to the conversation.
+    """
     prompt = chat_prompt(model, messages)
     stop = () if model.has_chat_template else PLAIN_STOP
     return generate(model, prompt, stop=stop, **settings)
+
+
+def reply_text(result: GenerationResult) -> str:
+    """Return the reply of a :func:`chat_reply` result without the transcript's next-turn marker."""
+    text = result.text
+    for stop in PLAIN_STOP:
+        text = text.split(stop)[0]
+    return text.strip()

@@ -7,6 +7,7 @@ generator seeded ``seed + row``, so sample 0 of ``sample(seed=s)`` equals ``gene
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,17 +17,23 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
-from whyllm.methods.predict import top_candidates
 from whyllm.model.base import Model
 from whyllm.results.base import meta
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
+from whyllm.results.predict import Candidate
 
 __all__ = ["DecodingSettings", "generate", "sample", "sampling_distribution"]
 
 
 @dataclass(frozen=True)
 class DecodingSettings:
-    """Validated decoding settings; ``greedy`` (or temperature 0) takes the most likely token."""
+    """Validated decoding settings; ``greedy`` (or temperature 0) takes the most likely token.
+
+    Raises:
+        InputError: ``max_new_tokens`` < 1, ``temperature`` < 0 (or not finite), ``top_k`` < 1, or
+            ``top_p`` outside (0, 1].
+
+    """
 
     max_new_tokens: int = 32
     temperature: float = 1.0
@@ -36,14 +43,20 @@ class DecodingSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
+                or self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        if self.temperature < 0:
-            raise InputError(f"temperature must be >= 0, got {self.temperature!r}; use 0 or --greedy for greedy")
-        if self.top_k is not None and self.top_k < 1:
-            raise InputError(f"top_k must be >= 1, got {self.top_k!r}; leave it unset to keep every token")
+        if not isinstance(self.temperature, int | float) or not math.isfinite(self.temperature) \
+                or self.temperature < 0:
+            raise InputError(
+                f"temperature must be >= 0, got {self.temperature!r}; use 0 or --greedy for greedy decoding"
+            )
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise InputError(
+                f"top_k must be an integer >= 1, got {self.top_k!r}; leave it unset to keep every token"
+            )
         if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}; 1 keeps every token")
 
     @property
     def is_greedy(self) -> bool:
@@ -51,25 +64,39 @@ class DecodingSettings:
         return self.greedy or self.temperature == 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Settings as stored in results."""
+        """Return the settings as stored in results."""
         return dict(vars(self))
 
 
-def sampling_distribution(logits: Tensor, s: DecodingSettings) -> Tensor:
-    """Probabilities actually sampled from, ``(..., vocab)``: zero for tokens the settings cut."""
-    if s.is_greedy:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
-    scaled = logits / s.temperature
+def _cut(logits: Tensor, s: DecodingSettings) -> Tensor:
+    """Logits / temperature with the tokens top-k and top-p cut set to ``-inf``, ``(..., vocab)``.
+
+    Ties are kept together: every token tied with the k-th most likely survives top-k (as in
+    transformers), and every token tied with the least likely token of the nucleus survives top-p, so
+    the result never depends on how a sort orders equal values.
+    """
+    scaled = logits / s.temperature  # (..., vocab)
     if s.top_k is not None and s.top_k < scaled.shape[-1]:
         kth = scaled.topk(s.top_k, dim=-1).values[..., -1:]  # (..., 1)
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     if s.top_p is not None and s.top_p < 1:
-        sorted_logits, order = scaled.sort(-1, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop_sorted = (cum - sorted_logits.softmax(-1)) >= s.top_p  # keep the smallest set reaching top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        scaled = scaled.masked_fill(drop, float("-inf"))
-    return scaled.softmax(-1)
+        probs = scaled.softmax(-1)  # (..., vocab)
+        sorted_p = probs.sort(-1, descending=True).values
+        before = sorted_p.cumsum(-1) - sorted_p  # mass of the more likely tokens
+        kept = before < s.top_p  # the smallest set whose mass reaches top_p
+        floor = sorted_p.masked_fill(~kept, float("inf")).min(-1, keepdim=True).values  # (..., 1)
+        scaled = scaled.masked_fill(probs < floor, float("-inf"))
+    return scaled
+
+
+def sampling_distribution(logits: Tensor, s: DecodingSettings) -> Tensor:
+    """Probabilities actually sampled from, ``(..., vocab)``: zero for tokens the settings cut.
+
+    Greedy settings give a one-hot distribution on the argmax.
+    """
+    if s.is_greedy:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return _cut(logits.float(), s).softmax(-1)
 
 
 def _eos_ids(model: Model) -> set[int]:
@@ -80,6 +107,63 @@ def _eos_ids(model: Model) -> set[int]:
     return ids
 
 
+class _Decoder:
+    """Token id -> text, memoised (the same few tokens recur among alternatives)."""
+
+    def __init__(self, model: Model):
+        self.tokenizer, self.texts = model.tokenizer, {}
+
+    def __call__(self, token_id: int) -> str:
+        text = self.texts.get(token_id)
+        if text is None:
+            text = self.texts[token_id] = self.tokenizer.decode([token_id])
+        return text
+
+
+def _draw(dist: Tensor, gens: list[torch.Generator]) -> Tensor:
+    """One token per row of ``dist`` ``(n, vocab)`` by inverse-CDF sampling, each row with its generator.
+
+    Equivalent to ``torch.multinomial`` (a token is drawn with its probability; zero-probability
+    tokens never are) but several times faster on large vocabularies.
+    """
+    cdf = dist.double().cumsum(-1)  # (n, vocab)
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])  # (n,)
+    picks = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]  # (n,)
+    return picks.clamp_(max=dist.shape[-1] - 1)
+
+
+def _choose(
+    logits: Tensor, s: DecodingSettings, gens: list[torch.Generator]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Chosen ids ``(n,)``, their probability under the sampled distribution and the kept counts."""
+    n, vocab = logits.shape
+    if s.is_greedy:
+        ones = torch.ones(n)
+        return logits.argmax(-1).cpu(), ones, ones.long()
+    cut = _cut(logits, s)  # (n, vocab)
+    dist = cut.softmax(-1).cpu()
+    chosen = _draw(dist, gens)
+    cutting = s.top_k is not None or (s.top_p is not None and s.top_p < 1)
+    kept = torch.isfinite(cut).sum(-1).cpu() if cutting else torch.full((n,), vocab)
+    return chosen, dist.gather(-1, chosen[:, None])[:, 0], kept
+
+
+def _record(logits: Tensor, chosen: Tensor, k: int, greedy: bool) -> dict[str, list]:
+    """Per-row statistics of one step, computed batched and moved to Python lists once."""
+    logprobs = logits.log_softmax(-1)  # (n, vocab)
+    lp_chosen = logprobs.gather(-1, chosen.to(logprobs.device)[:, None])  # (n, 1)
+    top_lp, top_ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)  # (n, k)
+    # the argmax has rank 1 by definition (ties count in its favour), so greedy skips the count
+    ranks = [1] * len(chosen) if greedy else ((logprobs > lp_chosen).sum(-1) + 1).tolist()
+    return {
+        "logprob": lp_chosen[:, 0].tolist(),
+        "rank": ranks,
+        "entropy": torch.special.entr(logprobs.exp()).sum(-1).tolist(),
+        "top_lp": top_lp.tolist(),
+        "top_ids": top_ids.tolist(),
+    }
+
+
 def _run(
     model: Model, prompt: str, s: DecodingSettings, n: int, alternatives: int,
     on_step: Callable[[int, Step], None] | None, stop_strings: tuple[str, ...] = (),
@@ -87,46 +171,39 @@ def _run(
     """Decode ``n`` rows in one batch; return prompt ids, each row's steps and stop reasons."""
     ids = model.encode(prompt, room=s.max_new_tokens)  # (1, pos)
     gens = [torch.Generator(device="cpu").manual_seed(s.seed + r) for r in range(n)]
-    eos = _eos_ids(model)
+    eos, decode = _eos_ids(model), _Decoder(model)
     steps: list[list[Step]] = [[] for _ in range(n)]
     stop = ["length"] * n
-    done = torch.zeros(n, dtype=torch.bool)
-    inputs, cache = ids.expand(n, -1), None
+    done = [False] * n
+    inputs, cache = ids.expand(n, -1), None  # (n, pos)
     with torch.no_grad():
         for i in range(s.max_new_tokens):
             out = model.hf(input_ids=inputs, cache=cache, use_cache=True, logits_to_keep=1)
             cache = out.cache
             logits = out.logits[:, -1].float()  # (n, vocab)
-            logprobs = logits.log_softmax(-1)
-            dist = sampling_distribution(logits, s).cpu()
-            if s.is_greedy:
-                chosen = dist.argmax(-1)
-            else:
-                chosen = torch.stack([torch.multinomial(dist[r], 1, generator=gens[r])[0] for r in range(n)])
-            lp_chosen = logprobs.gather(-1, chosen.to(logprobs.device)[:, None])  # (n, 1)
-            ranks = (logprobs > lp_chosen).sum(-1) + 1
-            entropy = torch.special.entr(logprobs.exp()).sum(-1)
-            kept = (dist > 0).sum(-1)
+            chosen, sample_p, kept = _choose(logits, s, gens)
+            rec = _record(logits, chosen, alternatives, s.is_greedy)
             for r in range(n):
                 if done[r]:
                     continue
-                tok = int(chosen[r])
+                tok, lp = int(chosen[r]), rec["logprob"][r]
+                alts = tuple(
+                    Candidate(token=decode(t), id=t, prob=math.exp(v), logprob=v, rank=j + 1)
+                    for j, (t, v) in enumerate(zip(rec["top_ids"][r], rec["top_lp"][r], strict=True))
+                )
                 step = Step(
-                    index=i, token=model.tokenizer.decode([tok]), id=tok, prob=float(lp_chosen[r].exp()),
-                    logprob=float(lp_chosen[r]), sample_prob=float(dist[r, tok]), rank=int(ranks[r]),
-                    entropy=float(entropy[r]), kept=int(kept[r]),
-                    alternatives=top_candidates(model, logprobs[r], alternatives),
+                    index=i, token=decode(tok), id=tok, prob=math.exp(lp), logprob=lp,
+                    sample_prob=float(sample_p[r]), rank=rec["rank"][r], entropy=rec["entropy"][r],
+                    kept=int(kept[r]), alternatives=alts,
                 )
                 steps[r].append(step)
                 if on_step is not None:
                     on_step(r, step)
                 if tok in eos:
-                    done[r] = True
-                    stop[r] = "eos"
+                    done[r], stop[r] = True, "eos"
                 elif stop_strings and _ends_with_stop(model, steps[r], stop_strings):
-                    done[r] = True
-                    stop[r] = "stop"
-            if bool(done.all()):
+                    done[r], stop[r] = True, "stop"
+            if all(done):
                 break
             inputs = chosen.to(ids.device)[:, None]  # (n, 1)
     return ids, steps, stop
@@ -137,7 +214,9 @@ def _ends_with_stop(model: Model, steps: list[Step], stops: tuple[str, ...]) -> 
     return any(stop in tail for stop in stops)
 
 
-def _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed) -> DecodingSettings:
+def _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed, alternatives=5) -> DecodingSettings:
+    if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 1:
+        raise InputError(f"alternatives must be an integer >= 1, got {alternatives!r}")
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     return DecodingSettings(max_new_tokens, float(temperature), top_k, top_p, bool(greedy), seed)
 
@@ -145,9 +224,10 @@ def _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed) -> Decodi
 def _result(model: Model, prompt: str, ids: Tensor, steps: list[Step], stop: str, s: DecodingSettings,
             row: int = 0) -> GenerationResult:
     settings = {**s.to_dict(), "seed": s.seed + row}
+    kept = [st.id for st in steps[:-1]] if stop == "eos" else [st.id for st in steps]  # text without the EOS
     return GenerationResult(
         prompt=prompt, prompt_ids=tuple(ids[0].tolist()),
-        text=model.tokenizer.decode([st.id for st in steps], skip_special_tokens=False),
+        text=model.tokenizer.decode(kept, skip_special_tokens=False),
         steps=tuple(steps), stop_reason=stop, settings=settings, meta=meta(model, "generate", **settings),
     )
 
@@ -163,14 +243,21 @@ def generate(
         model: from :func:`whyllm.load_model`.
         prompt: the text to continue.
         max_new_tokens: stop after this many tokens (or earlier at end-of-sequence).
-        temperature / top_k / top_p: sampling controls (see :class:`DecodingSettings`).
+        temperature: divides the logits before sampling; 0 means greedy.
+        top_k: sample only among the ``top_k`` most likely tokens (``None``: no cut).
+        top_p: sample only from the smallest set of tokens holding this probability mass.
         greedy: always take the most likely token (deterministic).
         seed: random seed; ``None`` draws one and records it in ``settings``.
         alternatives: how many top candidates to keep per step.
         on_step: called with ``(0, step)`` as each token is chosen (for streaming).
         stop: strings that end the generation once generated (``stop_reason == "stop"``).
+
+    Raises:
+        InputError: an empty prompt or invalid setting. PromptTooLongError: the prompt plus
+            ``max_new_tokens`` exceeds the context window.
+
     """
-    s = _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed)
+    s = _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed, alternatives)
     ids, steps, reasons = _run(model, prompt, s, 1, alternatives, on_step, tuple(stop))
     return _result(model, prompt, ids, steps[0], reasons[0], s)
 
@@ -180,10 +267,18 @@ def sample(
     top_k: int | None = None, top_p: float | None = None, seed: int | None = None, alternatives: int = 5,
     on_step: Callable[[int, Step], None] | None = None,
 ) -> SamplesResult:
-    """Draw ``n`` continuations (batched) and build the tree of where they diverge."""
+    """Draw ``n`` continuations (batched) and build the tree of where they diverge.
+
+    Row ``i`` is drawn with its own generator seeded ``seed + i``, so sample 0 equals
+    :func:`generate` with the same seed and settings. Arguments are those of :func:`generate`.
+
+    Raises:
+        InputError: ``n`` < 1, an empty prompt or an invalid setting.
+
+    """
     if not isinstance(n, int) or n < 1:
         raise InputError(f"the number of samples must be an integer >= 1, got {n!r}")
-    s = _settings(max_new_tokens, temperature, top_k, top_p, False, seed)
+    s = _settings(max_new_tokens, temperature, top_k, top_p, False, seed, alternatives)
     ids, steps, stops = _run(model, prompt, s, n, alternatives, on_step)
     samples = tuple(_result(model, prompt, ids, steps[r], stops[r], s, r) for r in range(n))
     return SamplesResult(
@@ -193,7 +288,7 @@ def sample(
 
 
 def divergence_tree(model: Model, samples: tuple[GenerationResult, ...]) -> dict[str, Any]:
-    """Prefix tree of the samples' steps, with single-child chains merged into one node."""
+    """Build the prefix tree of the samples' steps, with single-child chains merged into one node."""
 
     def node(rows: list[int], depth: int) -> dict[str, Any]:
         run: list[Step] = []

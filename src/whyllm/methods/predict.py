@@ -13,7 +13,7 @@ __all__ = ["predict", "score_continuation", "top_candidates"]
 
 
 def top_candidates(model: Model, logprobs: torch.Tensor, k: int) -> tuple[Candidate, ...]:
-    """The ``k`` most likely tokens of a ``(vocab,)`` log-distribution."""
+    """Return the ``k`` most likely tokens of a ``(vocab,)`` log-distribution."""
     values, ids = logprobs.topk(min(k, logprobs.shape[-1]))
     texts = model.token_texts(ids)
     return tuple(
@@ -34,13 +34,17 @@ def score_continuation(model: Model, ids: torch.Tensor, target: str) -> tuple[to
     if full.shape[1] > model.adapter.n_ctx:
         from whyllm.errors import PromptTooLongError
 
-        raise PromptTooLongError(f"prompt + target is {full.shape[1]} tokens; the model accepts {model.adapter.n_ctx}")
+        raise PromptTooLongError(
+            f"prompt + target is {full.shape[1]} tokens but {model.name} accepts at most "
+            f"{model.adapter.n_ctx}; shorten them"
+        )
     with torch.no_grad():
         logits = model.hf(input_ids=full).logits[0, ids.shape[1] - 1 : -1].float()  # (n, vocab)
     lp = logits.log_softmax(-1)
     per = [float(lp[j, t]) for j, t in enumerate(target_ids)]
     ranks = [rank_of(lp[j], t) for j, t in enumerate(target_ids)]
-    score = TargetScore(target, tuple(target_ids), tuple(model.token_texts(target_ids)), tuple(per), tuple(ranks))
+    texts = tuple(model.token_texts(target_ids))
+    score = TargetScore(target, tuple(target_ids), texts, tuple(per), tuple(ranks))
     return lp[0], score
 
 
@@ -52,6 +56,7 @@ def predict(model: Model, prompt: str, *, target: str | None = None, top_k: int 
         prompt: the text to continue.
         target: optional continuation to score (several tokens allowed: total and per-token log-prob).
         top_k: how many candidates to list.
+
     """
     if top_k < 1:
         raise InputError(f"top_k must be at least 1, got {top_k!r}")

@@ -20,6 +20,7 @@ _ANALYSES = MappingProxyType({
     "components": "whyllm.methods.components:components",
     "attention": "whyllm.methods.attention:attention",
     "patch": "whyllm.methods.patching:patch",
+    "trace": "whyllm.methods.tracing:causal_trace",
 })
 
 

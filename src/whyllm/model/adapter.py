@@ -33,7 +33,7 @@ _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "nor
 
 
 def _get(root: nn.Module, path: str | None) -> nn.Module | None:
-    if path is None:
+    if not path:  # "" would be the root itself
         return None
     try:
         return root.get_submodule(path)
@@ -42,50 +42,99 @@ def _get(root: nn.Module, path: str | None) -> nn.Module | None:
 
 
 def _child(module: nn.Module, names: tuple[str, ...]) -> str | None:
-    return next((n for n in names if hasattr(module, n) and isinstance(getattr(module, n), nn.Module)), None)
+    return next((n for n in names if isinstance(getattr(module, n, None), nn.Module)), None)
+
+
+def _input_embeddings(model: nn.Module) -> nn.Module | None:
+    try:
+        return model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _output_embeddings(model: nn.Module) -> nn.Module | None:
+    try:
+        return model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+
+
+def _model_type(model: nn.Module) -> str | None:
+    return getattr(getattr(model, "config", None), "model_type", None)
+
+
+def _norm_roles(block: nn.Module) -> dict[str, str] | None:
+    """Assign a block's norms (in registration order, which HF keeps in forward order) to roles.
+
+    Two norms: before attention, before the MLP. Four (Gemma 2/3): before and after each sublayer.
+    One: shared by both sublayers (a parallel block).
+    """
+    norms = [n for n, _ in block.named_children() if "norm" in n.lower() or n.lower().startswith("ln")]
+    if len(norms) == 1:
+        return {"ln1": norms[0], "ln2": norms[0]}
+    if len(norms) == 2:
+        return {"ln1": norms[0], "ln2": norms[1]}
+    if len(norms) == 4:
+        return {"ln1": norms[0], "attn_post_norm": norms[1], "ln2": norms[2], "mlp_post_norm": norms[3]}
+    return None
 
 
 def _discover(model: nn.Module) -> ArchitectureSpec:
     """Structural search for an unknown architecture (largest ModuleList = blocks)."""
+    what = f"{type(model).__name__} (model_type={_model_type(model)!r})"
     lists = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
     if not lists:
-        raise UnsupportedModelError(f"{type(model).__name__}: found no list of transformer blocks")
+        raise UnsupportedModelError(
+            f"{what} is not a known architecture and whyllm found no list of transformer blocks "
+            "(an nn.ModuleList); register it with whyllm.model.register_architecture()"
+        )
     blocks_path, blocks = max(lists, key=lambda nm: len(nm[1]))
     block = blocks[0]
-    attn = _child(block, _ATTN_NAMES)
-    mlp = _child(block, _MLP_NAMES)
     parent = blocks_path.rsplit(".", 1)[0] if "." in blocks_path else ""
-    parent_mod = _get(model, parent) if parent else model
+    parent_mod = _get(model, parent) or model
+    attn, mlp = _child(block, _ATTN_NAMES), _child(block, _MLP_NAMES)
     final = _child(parent_mod, _FINAL_NORM_NAMES)
-    embed_name = next((n for n, m in model.named_modules() if m is model.get_input_embeddings()), None)
-    missing = [
-        what
-        for what, found in [("attention module", attn), ("MLP module", mlp), ("final norm", final)]
-        if found is None
-    ]
+    embed = _input_embeddings(model)
+    embed_name = next((n for n, m in model.named_modules() if m is embed), None) if embed else None
     o_proj = _child(getattr(block, attn), _OUT_PROJ_NAMES) if attn else None
     down = _child(getattr(block, mlp), _DOWN_NAMES) if mlp else None
-    missing += [w for w, f in [("attention output projection", o_proj), ("MLP down projection", down)] if not f]
-    norms = [n for n, m in block.named_children() if "norm" in n.lower() or n.startswith("ln")]
-    if len(norms) < 2:
-        missing.append("the two pre-sublayer norms")
+    roles = _norm_roles(block)
+    found = [
+        ("input embedding", embed_name), ("attention module", attn), ("MLP module", mlp),
+        ("final norm", final), ("attention output projection", o_proj), ("MLP down projection", down),
+        ("pre-sublayer norms (one, two or four *norm*/ln* children per block)", roles),
+    ]
+    missing = [name for name, value in found if value is None]
     if missing:
         raise UnsupportedModelError(
-            f"{type(model).__name__} (model_type={model.config.model_type!r}) is not a known architecture "
-            f"and whyllm could not find its {', '.join(missing)}; register it with "
-            "whyllm.model.architectures.register_architecture()"
+            f"{what} is not a known architecture and whyllm could not find its {', '.join(missing)} "
+            f"(blocks: {blocks_path!r}); register it with whyllm.model.register_architecture()"
         )
+    pos = next((n for n, m in model.named_modules()
+                if isinstance(m, nn.Embedding) and m is not embed and ("pos" in n or n.endswith("wpe"))),
+               None)
     return ArchitectureSpec(
-        embed=embed_name or "",
+        embed=embed_name,
+        pos_embed=pos,
         blocks=blocks_path,
         ln_final=f"{parent}.{final}" if parent else final,
-        ln1=norms[0],
-        ln2=norms[1],
         attn=attn,
         attn_o=f"{attn}.{o_proj}",
         mlp=mlp,
         mlp_down=f"{mlp}.{down}",
+        parallel_residual=roles["ln1"] == roles["ln2"],
+        **roles,
     )
+
+
+def _check_causal(model: nn.Module) -> None:
+    """Reject encoders (e.g. BERT behind ``*ForCausalLM``): their attention says ``is_causal=False``."""
+    flags = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    if flags and not any(flags):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} (model_type={_model_type(model)!r}) has bidirectional attention "
+            "(is_causal=False): it is an encoder, not a causal language model"
+        )
 
 
 class ModelAdapter:
@@ -93,15 +142,21 @@ class ModelAdapter:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-        self.config = cfg
-        self.spec = architecture_for(model.config.model_type) or _discover(model)
-        self.parallel_residual = bool(getattr(cfg, "use_parallel_residual", self.spec.parallel_residual))
-        self.embed = _get(model, self.spec.embed) or model.get_input_embeddings()
+        config = getattr(model, "config", None)
+        if config is None:
+            raise UnsupportedModelError(
+                f"{type(model).__name__} has no config (model.config); whyllm needs a transformers causal LM"
+            )
+        self.config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        _check_causal(model)
+        self.spec = architecture_for(_model_type(model)) or _discover(model)
+        parallel = getattr(self.config, "use_parallel_residual", self.spec.parallel_residual)
+        self.parallel_residual = bool(parallel)
+        self.embed = _get(model, self.spec.embed) or _input_embeddings(model)
         self.pos_embed = _get(model, self.spec.pos_embed)
         blocks = _get(model, self.spec.blocks)
         self.ln_final = _get(model, self.spec.ln_final)
-        self.unembed = model.get_output_embeddings()
+        self.unembed = _output_embeddings(model)
         missing = [
             name
             for name, found in [
@@ -178,7 +233,7 @@ class ModelAdapter:
 
     # ---- parts of block l -----------------------------------------------------------------
     def part(self, layer: int, name: str) -> nn.Module:
-        """Module ``name`` (a field of :class:`ArchitectureSpec`, e.g. ``attn_out``) of block ``layer``."""
+        """Return part ``name`` (an :class:`ArchitectureSpec` field, e.g. ``attn_out``) of block ``layer``."""
         if not 0 <= layer < self.n_layers:
             from whyllm.errors import InputError
 
@@ -254,7 +309,7 @@ class ModelAdapter:
             raise ParityError(
                 f"{type(self.model).__name__}: the adapter's read-out differs from the model's logits by "
                 f"{diff:.3g} (tolerance {tol:.3g}); the architecture table for "
-                f"{self.config.model_type!r} is wrong or the model changes its read-out"
+                f"{_model_type(self.model)!r} is wrong or the model changes its read-out"
             )
         return diff
 

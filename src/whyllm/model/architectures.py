@@ -130,5 +130,5 @@ def supported_architectures() -> MappingProxyType[str, ArchitectureSpec]:
 
 
 def architecture_for(model_type: str) -> ArchitectureSpec | None:
-    """The spec for ``model_type``, or ``None`` (the adapter then searches the module tree)."""
+    """Return the spec for ``model_type``, or ``None`` (the adapter then searches the module tree)."""
     return _REGISTRY.get(model_type)

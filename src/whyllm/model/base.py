@@ -12,11 +12,15 @@ from whyllm.model.adapter import ModelAdapter
 
 __all__ = ["Model", "check_prompt", "visible"]
 
-_VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"})
+# Space, newline and tab get readable arrows; every other control character its Unicode "control
+# picture" (U+2400 block), so no token renders as nothing.
+_VISIBLE = str.maketrans({
+    **{chr(c): chr(0x2400 + c) for c in range(32)}, "\x7f": "␡", " ": "␣", "\n": "↵", "\t": "⇥",
+})
 
 
 def visible(text: str) -> str:
-    """Token text with whitespace made visible (``" Paris"`` -> ``"␣Paris"``)."""
+    """Return ``text`` with whitespace and control characters visible (``" Paris"`` -> ``"␣Paris"``)."""
     return text.translate(_VISIBLE)
 
 
@@ -62,6 +66,7 @@ class Model:
 
         Raises:
             InputError: empty prompt. PromptTooLongError: longer than the context window.
+
         """
         check_prompt(prompt)
         bos = getattr(self.tokenizer, "bos_token", None)
@@ -80,7 +85,8 @@ class Model:
         """Token ids of ``text`` as a continuation (no special tokens).
 
         Raises:
-            InputError: ``text`` is empty or does not tokenize back to itself.
+            InputError: ``text`` is empty or tokenizes to nothing or to the unknown token.
+
         """
         if not isinstance(text, str) or text == "":
             raise InputError(f"the {what} is empty ({text!r}); give the text the model should continue with")
@@ -94,7 +100,7 @@ class Model:
         return list(ids)
 
     def token_texts(self, ids: list[int] | Tensor) -> list[str]:
-        """Decoded text of each token id (raw, whitespace kept)."""
+        """Return the decoded text of each token id (raw, whitespace kept)."""
         if isinstance(ids, Tensor):
             ids = ids.tolist()
         return [self.tokenizer.decode([i]) for i in ids]

@@ -20,7 +20,7 @@ __all__ = ["capture", "intervene", "main_tensor", "n_hooks"]
 
 
 def main_tensor(value: Any) -> Tensor:
-    """The hidden-state tensor of a module output/input (first element of tuples)."""
+    """Return the hidden-state tensor of a module output/input (first element of tuples)."""
     return value[0] if isinstance(value, tuple | list) else value
 
 
@@ -58,6 +58,7 @@ def capture(
 
     Yields:
         A dict filled as the forward pass runs; a module called twice keeps its last value.
+
     """
     store: dict[str, Tensor] = {}
     handles: list[RemovableHandle] = []
@@ -115,5 +116,5 @@ def intervene(
 
 
 def n_hooks(model: nn.Module) -> int:
-    """Number of forward (pre-)hooks on ``model`` and its submodules (used by hook-leak tests)."""
+    """Count the forward (pre-)hooks on ``model`` and its submodules (for hook-leak tests)."""
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

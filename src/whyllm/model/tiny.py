@@ -46,7 +46,7 @@ def _tokenizer_json() -> str:
 
 
 def tiny_tokenizer():
-    """A fast tokenizer (vocab ~320, ``<bos>`` prepended, offsets available)."""
+    """Build the tiny fast tokenizer (vocab ~500, ``<bos>`` prepended, offsets available)."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
@@ -72,15 +72,15 @@ def _config(arch: str, vocab: int, d_model: int, n_layers: int, n_heads: int, n_
     if arch == "gemma3_text":
         extra.update(sliding_window=16, final_logit_softcapping=30.0, query_pre_attn_scalar=d_head)
     return classes[arch](hidden_size=d_model, num_hidden_layers=n_layers, num_attention_heads=n_heads,
-                         num_key_value_heads=n_kv, intermediate_size=2 * d_model, max_position_embeddings=n_ctx,
-                         **extra, **common)
+                         num_key_value_heads=n_kv, intermediate_size=2 * d_model,
+                         max_position_embeddings=n_ctx, **extra, **common)
 
 
 def tiny_model(
     arch: str = "llama", *, d_model: int = 64, n_layers: int = 2, n_heads: int = 4, n_kv_heads: int = 2,
     n_ctx: int = 128, seed: int = 0, dtype: torch.dtype = torch.float32,
 ) -> Model:
-    """A randomly initialised ``arch`` model with the tiny tokenizer, as a whyllm :class:`Model`.
+    """Build a randomly initialised ``arch`` model with the tiny tokenizer, as a whyllm :class:`Model`.
 
     Gemma 3 gets final-logit soft-capping turned on so the adapter's soft-capping path is exercised.
     """

@@ -18,13 +18,33 @@ from whyllm.results.predict import PredictResult
 __all__ = ["CSS", "bar", "esc", "fragment", "heat_color", "page"]
 
 CSS = """
-.whyllm{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px;color:#1f2328;max-width:1100px}
+.whyllm{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px;color:#1f2328;
+max-width:1100px}
 .whyllm h2{font-size:17px;margin:.6em 0 .3em}.whyllm .dim{color:#6e7781}
-.whyllm table{border-collapse:collapse;margin:.4em 0}.whyllm td,.whyllm th{padding:2px 8px;text-align:left;border-bottom:1px solid #eaeef2}
-.whyllm .tok{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre;border-radius:3px;padding:0 1px}
+.whyllm table{border-collapse:collapse;margin:.4em 0}
+.whyllm td,.whyllm th{padding:2px 8px;text-align:left;border-bottom:1px solid #eaeef2}
+.whyllm .tok{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre;border-radius:3px;
+padding:0 1px}
 .whyllm .bar{display:inline-block;height:12px;background:#4c78a8;vertical-align:middle}
 .whyllm .prompt{font-weight:600}.whyllm .scroll{max-height:480px;overflow:auto}
-.whyllm .legend{font-size:12px;color:#6e7781}.whyllm ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #ccc}
+.whyllm .legend{font-size:12px;color:#6e7781}
+.whyllm ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #ccc}
+.whyllm .ramp{display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d8dee4;
+margin:0 6px}
+.whyllm .ramp.prob{background:linear-gradient(to right,rgba(239,68,68,.55) 0 10%,rgba(34,197,94,.21) 10%,
+rgba(34,197,94,.75))}
+.whyllm .ramp.signed{background:linear-gradient(to right,#2563eb,rgba(37,99,235,0) 50%,
+rgba(220,38,38,0) 50%,#dc2626)}
+.whyllm .ramp.attn{background:linear-gradient(to right,rgba(91,33,182,0),#5b21b6)}
+"""
+PAGE_CSS = """
+body{margin:0;background:#f6f8fa}.report{max-width:1140px;margin:0 auto;padding:16px 20px;background:#fff;
+min-height:100vh;border-left:1px solid #d8dee4;border-right:1px solid #d8dee4}
+.report header{display:flex;gap:12px;align-items:baseline;border-bottom:1px solid #d8dee4;padding-bottom:8px;
+font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#6e7781;font-size:13px}
+.report header strong{color:#1f2328;font-size:17px}
+.report footer{margin-top:18px;border-top:1px solid #d8dee4;padding-top:8px;font:12px system-ui,sans-serif;
+color:#6e7781}
 """
 
 
@@ -42,7 +62,7 @@ def heat_color(score: float) -> str:
 
 
 def bar(p: float, width: int = 200) -> str:
-    """A horizontal bar of ``p`` (0..1) times ``width`` pixels."""
+    """Return a horizontal bar of ``p`` (0..1) times ``width`` pixels."""
     return f'<span class="bar" style="width:{max(1, round(p * width))}px"></span>'
 
 
@@ -55,22 +75,36 @@ def _fragment(result: object) -> str:
     return f"<pre>{esc(repr(result))}</pre>"
 
 
-def fragment(result: object) -> str:
-    """HTML fragment (a ``div.whyllm``) for a result, as shown in notebooks."""
+def _body(result: object) -> str:
     load_domains()  # domain modules register HTML and terminal views together
-    return f'<div class="whyllm">{_fragment(result)}</div>'
+    return _fragment(result)
+
+
+def fragment(result: object) -> str:
+    """Return the HTML fragment (a ``div.whyllm`` with its own scoped CSS) for a result, as in notebooks."""
+    return f'<div class="whyllm"><style>{CSS}</style>{_body(result)}</div>'
 
 
 fragment.register = _fragment.register  # type: ignore[attr-defined]
 
 
 def page(result: object, title: str | None = None) -> str:
-    """A complete, self-contained HTML document for a result."""
-    name = title or f"whyllm · {getattr(result, 'kind', type(result).__name__)}"
+    """Return a self-contained HTML document for a result: inline CSS, no scripts, nothing fetched."""
+    from whyllm import __version__
+
+    kind = getattr(result, "kind", type(result).__name__)
+    name = title or f"whyllm · {kind}"
+    model = (getattr(result, "meta", None) or {}).get("model", "")
     return (
-        "<!doctype html><html><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-        f"<title>{esc(name)}</title><style>{CSS}</style></head><body>{fragment(result)}</body></html>"
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"Content-Security-Policy\" "
+        "content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{esc(name)}</title><style>{CSS}{PAGE_CSS}</style></head><body><div class=\"report\">"
+        f"<header><strong>whyllm</strong><span>{esc(kind)} report</span><span>{esc(model)}</span></header>"
+        f"<div class=\"whyllm\">{_body(result)}</div>"
+        "<footer>Whitespace in tokens is shown as ␣ (space), ↵ (newline), ⇥ (tab). Written by whyllm "
+        f"{esc(__version__)}; this file is self-contained and opens offline.</footer></div></body></html>"
     )
 
 
@@ -101,12 +135,14 @@ def _(r: PredictResult) -> str:
 def _(r: GenerationResult) -> str:
     toks = "".join(
         _tok(s.token, f"background:{_prob_color(s.prob)}",
-             f"p={s.prob:.3f} rank={s.rank} | " + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
+             f"p={s.prob:.3f} rank={s.rank} | "
+             + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
         for s in r.steps
     )
     return (
         f"<h2>Generation</h2><p><span class='prompt'>{esc(r.prompt)}</span>{toks}</p>"
-        "<p class='legend'>green: likely picks · red: picks under 10% (hover a token for its alternatives)</p>"
+        "<p class='legend'>green: likely picks · red: picks under 10% "
+        "(hover a token for its alternatives)</p>"
         f"<p class='dim'>stopped: {esc(r.stop_reason)} · {esc(r.settings)}</p>"
     )
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from whyllm.results.base import Result
-from whyllm.results.predict import Candidate
+from whyllm.results.predict import Candidate, check_candidates
 
 __all__ = ["GenerationResult", "SamplesResult", "Step"]
 
@@ -25,6 +25,7 @@ class Step:
         entropy: entropy of the model's distribution at this step, in nats.
         kept: how many tokens the decoding settings left to choose from (vocab size if none cut).
         alternatives: the most likely tokens at this step under the model's distribution.
+
     """
 
     index: int
@@ -37,6 +38,14 @@ class Step:
     entropy: float
     kept: int
     alternatives: tuple[Candidate, ...]
+
+    def __post_init__(self) -> None:
+        if self.index < 0 or self.rank < 1 or self.kept < 1:
+            raise ValueError(f"step {self.index}: index must be >= 0, rank and kept >= 1")
+        for name in ("prob", "sample_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0 + 1e-6:
+                raise ValueError(f"step {self.index}: {name} must be in [0, 1], got {getattr(self, name)}")
+        check_candidates(self.alternatives, f"step {self.index} alternatives")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (see docs/schema.md)."""
@@ -60,6 +69,7 @@ class GenerationResult(Result):
         stop_reason: ``"eos"`` (the model ended), ``"length"`` (``max_new_tokens`` reached) or
             ``"stop"`` (a stop string appeared).
         settings: decoding settings actually used, the seed included (so a run can be repeated).
+
     """
 
     kind: ClassVar[str] = "generate"
@@ -74,6 +84,8 @@ class GenerationResult(Result):
     def __post_init__(self) -> None:
         if self.stop_reason not in ("eos", "length", "stop"):
             raise ValueError(f"stop_reason must be 'eos', 'length' or 'stop', got {self.stop_reason!r}")
+        if [s.index for s in self.steps] != list(range(len(self.steps))):
+            raise ValueError("steps must be numbered 0, 1, 2, ... in order")
 
     @property
     def ids(self) -> tuple[int, ...]:
@@ -113,6 +125,7 @@ class SamplesResult(Result):
             "sample_probs", "samples", "children"}``: a run of tokens shared by the samples listed,
             ending where they branch. A child's ``probs[0]`` is the model's probability of the draw
             that started that branch.
+
     """
 
     kind: ClassVar[str] = "samples"
@@ -121,6 +134,15 @@ class SamplesResult(Result):
     tree: dict[str, Any]
     settings: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError("a SamplesResult needs at least one sample")
+        missing = {"text", "ids", "tokens", "probs", "samples", "children"} - set(self.tree)
+        if missing:
+            raise ValueError(f"tree root lacks {sorted(missing)}")
+        if sorted(self.tree["samples"]) != list(range(len(self.samples))):
+            raise ValueError("the tree root must hold every sample")
 
     def branch_points(self) -> list[dict[str, Any]]:
         """Nodes where the samples split, depth first, each with its step index ``at``."""

@@ -9,7 +9,7 @@ import torch
 
 from whyllm.results.base import Result
 
-__all__ = ["Candidate", "PredictResult", "TargetScore"]
+__all__ = ["Candidate", "PredictResult", "TargetScore", "check_candidates"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,18 @@ class Candidate:
     prob: float
     logprob: float
     rank: int
+
+
+def check_candidates(cands: tuple[Candidate, ...], what: str) -> None:
+    """Raise ``ValueError`` unless ``cands`` are valid, most likely first, with increasing ranks."""
+    for c in cands:
+        if not 0.0 <= c.prob <= 1.0 + 1e-6:
+            raise ValueError(f"{what}: probability of token {c.token!r} must be in [0, 1], got {c.prob}")
+        if c.rank < 1:
+            raise ValueError(f"{what}: rank of token {c.token!r} must be >= 1, got {c.rank}")
+    if any(a.prob < b.prob for a, b in zip(cands, cands[1:], strict=False)) or \
+            any(a.rank >= b.rank for a, b in zip(cands, cands[1:], strict=False)):
+        raise ValueError(f"{what} must be sorted, most likely first, with increasing ranks")
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,7 @@ class PredictResult(Result):
         target: score of a user-given continuation, or ``None``.
         logprobs: full next-token log-distribution, ``(vocab,)`` float32 on CPU (not in JSON).
         meta: model, method, parameters, whyllm version.
+
     """
 
     kind: ClassVar[str] = "predict"
@@ -93,10 +106,20 @@ class PredictResult(Result):
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ValueError(f"prompt must be a string, got {self.prompt!r}")
         if len(self.input_ids) != len(self.input_tokens):
             raise ValueError("input_ids and input_tokens differ in length")
-        if self.entropy < -1e-6:
+        if not self.entropy >= -1e-6:  # also rejects NaN
             raise ValueError(f"entropy must be >= 0, got {self.entropy}")
+        check_candidates(self.top, "top")
+        if self.logprobs is not None and self.logprobs.dim() != 1:
+            raise ValueError(f"logprobs must be a (vocab,) tensor, got shape {tuple(self.logprobs.shape)}")
+
+    @property
+    def probs(self):  # -> torch.Tensor | None
+        """Full next-token distribution ``(vocab,)`` (``None`` for a result read back from JSON)."""
+        return None if self.logprobs is None else self.logprobs.exp()
 
     def _doc(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,120 @@
+"""``whyllm explain`` (input attribution) and ``whyllm evaluate`` (rank attribution methods)."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from whyllm.cli._app import DeviceOpt, DtypeOpt, ModelOpt, command, emit, err_console, load
+from whyllm.errors import InputError
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
+PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
+GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]
+StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: a number, or 'auto' (until under 1%).")]
+BaselineOpt = Annotated[str, typer.Option(help="'Absent' input: default (pad token), zero, or a token.")]
+
+
+def _steps(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise InputError(f"--steps must be an integer >= 1 or 'auto', got {value!r}")
+    return steps
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A transient progress bar on stderr, updated by the callback it yields."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@command()
+def explain(
+    prompt: str,
+    target: Annotated[str | None, typer.Option(help="Continuation to explain (default: the predicted token).")] = None,
+    foil: Annotated[str | None, typer.Option(help="Explain 'target rather than foil'.")] = None,
+    method: Annotated[str, typer.Option(help="saliency, input_x_gradient, integrated_gradients, occlusion, "
+                                              "attention, attention_rollout, context_ablation.")] = "integrated_gradients",
+    granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
+    per_token: Annotated[bool, typer.Option(help="Matrix: each target token from every earlier token.")] = False,
+    faithfulness: Annotated[bool, typer.Option("--faithfulness/--no-faithfulness",
+                                               help="Score comprehensiveness, sufficiency, deletion AUC.")] = True,
+    samples: Annotated[int | None, typer.Option(help="context_ablation: random ablations to run.")] = None,
+    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
+) -> None:
+    """Which parts of PROMPT made the model predict its next token (or --target)?"""
+    from whyllm.methods.attribution import explain as run
+    from whyllm.methods.attribution.aggregate import GRANULARITIES
+    from whyllm.methods.attribution.registry import get_method
+
+    get_method(method)
+    n_steps = _steps(steps)
+    if granularity not in GRANULARITIES[:3]:
+        raise InputError(f"--granularity must be token, word or sentence, got {granularity!r}")
+    options = {"samples": samples} if samples is not None else {}
+    m = load(model, dtype, device, prompts=(prompt,))
+    with _progress(f"{method}…") as progress:
+        res = run(m, prompt, target=target, foil=foil, method=method, granularity=granularity, steps=n_steps,
+                  baseline=baseline, faithfulness=faithfulness, per_token=per_token, progress=progress, **options)
+    emit(res, as_json=json, html=html, png=png)
+
+
+def read_prompts(path: Path) -> list[str | dict]:
+    """Prompts from a file: one per line, or JSON objects ``{"prompt", "target"?, "foil"?}`` per line."""
+    if not path.is_file():
+        raise InputError(f"prompt file {str(path)!r} does not exist")
+    prompts: list[str | dict] = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                prompts.append(jsonlib.loads(line))
+            except ValueError as e:
+                raise InputError(f"{path}:{n}: not valid JSON ({e})") from None
+        else:
+            prompts.append(line)
+    if not prompts:
+        raise InputError(f"prompt file {str(path)!r} has no prompts (one per line, '#' starts a comment)")
+    return prompts
+
+
+@command()
+def evaluate(
+    prompt_file: Path,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all).")] = None,
+    granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
+    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
+    json: JsonOpt = False, html: HtmlOpt = None,
+) -> None:
+    """Rank attribution methods by faithfulness on the prompts of PROMPT_FILE (one per line or JSON lines)."""
+    from whyllm.methods.attribution import evaluate as run
+    from whyllm.methods.attribution.registry import get_method
+
+    names = [s.strip() for s in methods.split(",") if s.strip()] if methods else None
+    for name in names or []:
+        get_method(name)
+    n_steps = _steps(steps)
+    prompts = read_prompts(prompt_file)
+    m = load(model, dtype, device)
+    with _progress("evaluating…") as progress:
+        res = run(m, prompts, methods=names, granularity=granularity, steps=n_steps, baseline=baseline,
+                  progress=progress)
+    emit(res, as_json=json, html=html)

@@ -1,0 +1,71 @@
+"""Faithfulness of an attribution: does removing what it ranks first change the output?
+
+With units ranked by score (highest first), ``n`` units and ``f`` the target function (as explained),
+"removing" a unit meaning replacing its tokens by the baseline token (as occlusion does):
+
+* comprehensiveness at fraction k (ERASER, DeYoung et al. 2020): ``f(x) - f(x without the top
+  max(1, round(k n)) units)``; higher is more faithful;
+* sufficiency at k: ``f(x) - f(x with only those units)``; lower is more faithful;
+* deletion curve: ``f`` as the top units are removed, at ``curve_points`` evenly spaced fractions
+  (plus every fraction above); ``deletion_auc`` is the trapezoid area under ``f(x without top t) - f(x)``
+  over t in [0, 1], so it is <= 0 when the ranking is right; lower is more faithful.
+
+All the edited inputs run in one batched, prefix-sharing call (typically 10-16 rows), so scoring
+costs about as much as a cheap attribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from whyllm.errors import InputError
+from whyllm.methods.attribution.aggregate import UnitSpan, unit_mask
+from whyllm.methods.attribution.engine import Job, masked_scores
+from whyllm.results.attribution import Faithfulness
+
+__all__ = ["DEFAULT_FRACTIONS", "faithfulness"]
+
+DEFAULT_FRACTIONS = (0.1, 0.2, 0.5)
+
+
+def _count(k: float, n: int) -> int:
+    return min(n, max(1, round(k * n)))
+
+
+def faithfulness(
+    job: Job, units: list[UnitSpan], scores: Tensor, *, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
+    curve_points: int = 10,
+) -> Faithfulness:
+    """Comprehensiveness, sufficiency and the deletion curve of one ranking.
+
+    Args:
+        job: the run; its target must have a single group (use ``Target.summed``).
+        units: the ranked units.
+        scores: ``(n_units,)`` their scores.
+        fractions: top-k fractions for comprehensiveness and sufficiency.
+        curve_points: evenly spaced points of the deletion curve.
+    """
+    if not fractions or any(not 0 < k <= 1 for k in fractions):
+        raise InputError(f"faithfulness fractions must be in (0, 1], got {fractions!r}")
+    n, length = len(units), job.x.shape[1]
+    order = sorted(range(n), key=lambda k: (-float(scores[k]), k))
+    deletion = sorted({_count(k, n) for k in fractions} | {max(1, round(i * n / curve_points))
+                                                           for i in range(1, curve_points + 1)} | {n})
+    keep = [_count(k, n) for k in fractions]
+    masks = [unit_mask(units, length, order[:c]) for c in deletion]
+    masks += [unit_mask(units, length, order[c:]) for c in keep]
+    keys = [m.numpy().tobytes() for m in masks]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}  # distinct masks, in order
+    rows = torch.stack([masks[keys.index(k)] for k in index])  # (distinct, pos)
+    values = masked_scores(job.model, job.target, job.x, job.base, rows, max_memory=job.max_memory)[:, 0]
+    full = float(job.full[0])
+    score_of = [float(values[index[k]]) for k in keys]
+    del_scores, suff_scores = score_of[: len(deletion)], score_of[len(deletion):]
+    comp = tuple(full - del_scores[deletion.index(c)] for c in keep)
+    return Faithfulness(
+        fractions=tuple(float(k) for k in fractions), comprehensiveness_at=comp,
+        sufficiency_at=tuple(full - s for s in suff_scores),
+        deletion_fractions=(0.0, *(c / n for c in deletion)), deletion_scores=(full, *del_scores),
+        full_score=full, empty_score=del_scores[-1],
+    )

@@ -1,0 +1,91 @@
+"""Logit lens: decode the residual stream after every layer with the model's own read-out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from whyllm.errors import InputError
+from whyllm.methods._internals import resolve_positions, token_id
+from whyllm.model.base import Model
+from whyllm.model.hooks import capture
+from whyllm.results.base import meta
+from whyllm.results.internals import LensResult
+
+__all__ = ["logit_lens"]
+
+_CHUNK_ELEMENTS = 1 << 24  # logits decoded at once (64 MB of float32): bounds memory, not speed
+
+
+def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Tensor, ...]:
+    """Top-k, entropy and target prob/rank of ``resid`` ``(n, d_model)``, a few rows at a time."""
+    rows = max(1, _CHUNK_ELEMENTS // model.adapter.d_vocab)
+    out: list[tuple[Tensor, ...]] = []
+    for part in resid.split(rows):
+        logp = model.adapter.logits_from_resid(part).float().log_softmax(-1)  # (n, vocab)
+        top = logp.topk(k, dim=-1)
+        ent = -(logp.exp() * logp).nansum(-1)  # (n,)
+        if target is None:
+            tp = tr = torch.zeros(part.shape[0])
+        else:
+            t = logp[:, target : target + 1]  # (n, 1)
+            tp, tr = t[:, 0].exp(), (logp > t).sum(-1) + 1
+        out.append((top.indices, top.values.exp(), ent, tp, tr))
+    return tuple(torch.cat(x) for x in zip(*out, strict=True))
+
+
+def logit_lens(
+    model: Model,
+    prompt: str,
+    *,
+    target: str | None = None,
+    top_k: int = 5,
+    positions: Sequence[int] | None = None,
+) -> LensResult:
+    """Decode the residual stream after the embeddings and after every block, at every position.
+
+    Each layer's residual goes through the model's final norm, unembedding and soft-capping
+    (``model.adapter.logits_from_resid``), so the last layer reproduces the model's real output.
+    Layers are reduced to the top-k tokens (and the target's probability and rank) one at a time:
+    the ``layer x pos x vocab`` logits are never held at once.
+
+    Args:
+        model: from :func:`whyllm.load_model`.
+        prompt: the text.
+        target: follow this continuation's first token (probability and rank per layer).
+        top_k: tokens kept per cell.
+        positions: positions to decode (negative count from the end); ``None`` = all. ``[-1]``
+            costs about one forward pass.
+
+    Returns:
+        A :class:`LensResult` with ``n_layers + 1`` rows, embeddings first.
+    """
+    if not isinstance(top_k, int) or top_k < 1:
+        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    ids = model.encode(prompt)  # (1, pos)
+    pos = resolve_positions(positions, ids.shape[1])
+    tid = token_id(model, target) if target is not None else None
+    ad = model.adapter
+    k = min(top_k, ad.d_vocab)
+    blocks = {f"L{i}": b for i, b in enumerate(ad.blocks)}
+    with torch.no_grad():
+        with capture({"embed": ad.blocks[0]}, inputs=True) as first, capture(blocks) as outs:
+            model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
+        index = torch.tensor(pos, device=ids.device)
+        names = ["embed", *blocks]
+        resid = [first["embed"], *(outs[n] for n in blocks)]
+        cells = [_decode(model, r[0, index], k, tid) for r in resid]  # one layer at a time
+    top_ids, top_probs, ent, tp, tr = (torch.stack([c[i] for c in cells]).cpu() for i in range(5))
+    uniq = top_ids.unique().tolist()
+    text = dict(zip(uniq, model.token_texts(uniq), strict=True))
+    top_tokens = tuple(tuple(tuple(text[i] for i in cell) for cell in row) for row in top_ids.tolist())
+    return LensResult(
+        prompt=prompt, input_ids=tuple(ids[0].tolist()), input_tokens=tuple(model.token_texts(ids[0])),
+        positions=pos, layer_names=tuple(names), top_ids=top_ids, top_probs=top_probs, top_tokens=top_tokens,
+        entropy=ent, target=target, target_id=tid,
+        target_token=model.token_texts([tid])[0] if tid is not None else None,
+        target_probs=tp if tid is not None else None, target_ranks=tr if tid is not None else None,
+        meta=meta(model, "logit_lens", target=target, top_k=top_k, positions=list(pos)),
+    )

@@ -1,0 +1,294 @@
+"""The web app: the explorer page and a JSON API that mirrors the CLI. No analysis logic here.
+
+``POST /api/<command>`` takes the command's parameters (see :mod:`whyllm.server.schemas`) and answers
+the same JSON document as ``whyllm <command> --json`` (``?format=html`` answers the self-contained
+HTML report instead). Analyses come from :func:`whyllm.methods.registry.get_analysis` and run one at a
+time on the :class:`~whyllm.server.worker.Worker`; a client that disconnects cancels its job.
+"""
+
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import math
+import secrets
+from collections.abc import Callable, Iterable
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from types import MappingProxyType
+from typing import Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from whyllm.errors import UnknownMethodError, WhyllmError
+from whyllm.methods.registry import get_analysis
+from whyllm.model.base import Model
+from whyllm.server import schemas
+from whyllm.server.security import REPORT_CSP, Guard, cookie_name, given_token, token_matches
+from whyllm.server.worker import Busy, Cancelled, Job, Worker
+
+__all__ = ["ENDPOINTS", "NotAvailable", "create_app"]
+
+log = logging.getLogger(__name__)
+
+STATIC = files("whyllm.server") / "static"
+
+ENDPOINTS: dict[str, tuple[type[schemas.ApiRequest], str]] = {
+    "predict": (schemas.PredictRequest, "Next-token distribution (whyllm predict)."),
+    "generate": (schemas.GenerateRequest, "Generation with alternatives, or samples (whyllm generate)."),
+    "explain": (schemas.ExplainRequest, "Input attribution with faithfulness (whyllm explain)."),
+    "lens": (schemas.LensRequest, "Logit lens (whyllm lens)."),
+    "components": (schemas.ComponentsRequest, "Direct logit attribution to heads, MLPs (whyllm components)."),
+    "attention": (schemas.AttentionRequest, "Attention patterns (whyllm attention)."),
+    "patch": (schemas.PatchRequest, "Activation patching of a clean/corrupted pair, or causal tracing."),
+}
+
+_ERRORS = {
+    400: {"description": "The analysis refused the input (message in `detail`)."},
+    401: {"description": "No launch token."},
+    403: {"description": "Wrong token, or a cross-origin request."},
+    413: {"description": "Body over the size limit."},
+    422: {"description": "Parameters outside their limits or the model's ranges."},
+    429: {"description": "Busy: the queue is full; retry shortly."},
+    501: {"description": "This analysis is not available in this whyllm build."},
+}
+
+_NEED_TOKEN = """<!doctype html><html><head><meta charset="utf-8"><title>whyllm: token needed</title></head>
+<body><h1>whyllm</h1><p>This explorer needs its launch token. Open the URL that <code>whyllm serve</code>
+printed (it ends in <code>?token=...</code>).</p></body></html>"""
+
+
+class NotAvailable(Exception):
+    """A registered analysis whose module is not in this build (answered with 501)."""
+
+
+# Analyses the API runs that the registry may not list (yet).
+_EXTRA = MappingProxyType({"trace": "whyllm.methods.tracing:causal_trace"})
+
+
+def _resolve(name: str) -> Callable:
+    try:
+        try:
+            return get_analysis(name)
+        except UnknownMethodError:
+            if name not in _EXTRA:
+                raise
+            module, func = _EXTRA[name].split(":")
+            return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise NotAvailable(f"the {name!r} analysis is not available in this whyllm build ({e})") from None
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats (which JSON cannot hold) become ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode(result: Any, fmt: str) -> bytes:
+    """Serialise a result: its JSON document, or its self-contained HTML report."""
+    if fmt == "html":
+        return result.to_html().encode()
+    doc = result.to_dict()
+    try:
+        text = json.dumps(doc, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(doc), ensure_ascii=False, allow_nan=False)
+    return text.encode()
+
+
+def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": error}, status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        ctx = next(e.get("ctx", {}) for e in errors if e.get("type") == "json_invalid")
+        return 400, f"the request body is not valid JSON ({ctx.get('error', 'parse error')})"
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "body"
+        shown = repr(e.get("input"))
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        got = "" if e.get("type") == "missing" else f" (got {shown})"
+        parts.append(f"{where}: {e.get('msg')}{got}")
+    return 422, "; ".join(parts)
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _validation_message(exc)
+        return _error(status, "InvalidRequest", message)
+
+    @app.exception_handler(WhyllmError)
+    async def user_error(_: Request, exc: WhyllmError) -> JSONResponse:
+        return _error(400, type(exc).__name__, str(exc))
+
+    @app.exception_handler(schemas.RangeError)
+    async def out_of_range(_: Request, exc: schemas.RangeError) -> JSONResponse:
+        return _error(422, "OutOfRange", str(exc))
+
+    @app.exception_handler(Busy)
+    async def busy(_: Request, exc: Busy) -> JSONResponse:
+        return _error(429, "Busy", str(exc), {"retry-after": "1"})
+
+    @app.exception_handler(NotAvailable)
+    async def missing(_: Request, exc: NotAvailable) -> JSONResponse:
+        return _error(501, "NotAvailable", str(exc))
+
+    @app.exception_handler(Cancelled)
+    async def cancelled(_: Request, exc: Cancelled) -> JSONResponse:
+        return _error(503, "Cancelled", str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "HTTPError", str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _wait(request: Request, job: Job) -> Any:
+    """Await the job; cancel it if the client disconnects (or this handler is cancelled)."""
+    future = asyncio.wrap_future(job.future)
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=0.1)
+            if done:
+                return future.result()
+            if await request.is_disconnected():
+                job.cancel()
+                log.info("client went away: cancelled %s job %s", job.kind, job.id)
+                return None
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+
+
+def _job(model: Model, body: schemas.ApiRequest, fmt: str) -> Job:
+    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
+    name = body.name()
+    fn = _resolve(name)
+    params = inspect.signature(fn).parameters
+
+    def work(job: Job) -> bytes:
+        kwargs = body.call(model)
+        if "on_step" in params:
+            kwargs["on_step"] = job.on_step
+        elif "progress" in params:
+            kwargs["progress"] = job.progress
+        return encode(fn(model, **kwargs), fmt)
+
+    if "on_step" in params:
+        return Job(name, work, total=getattr(body, "max_new_tokens", None), unit="tokens")
+    return Job(name, work, unit="steps" if "progress" in params else "passes")
+
+
+def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], summary: str) -> None:
+    async def endpoint(request: Request, body: schema,  # type: ignore[valid-type]
+                       fmt: Literal["json", "html"] = Query("json", alias="format")) -> Response:
+        job = _job(app.state.model, body, fmt)
+        app.state.worker.submit(job)
+        content = await _wait(request, job)
+        if content is None:  # nobody is listening any more
+            return _error(499, "ClientClosedRequest", "the client disconnected; the job was cancelled")
+        if fmt == "html":
+            headers = {"content-security-policy": REPORT_CSP,
+                       "content-disposition": f'inline; filename="whyllm-{name}.html"'}
+            return HTMLResponse(content, headers=headers)
+        return Response(content, media_type="application/json")
+
+    endpoint.__name__ = f"api_{name}"
+    app.post(f"/api/{name}", summary=summary, responses={200: {"description": "The result's JSON document "
+             "(as the command's --json), or its HTML report with format=html."}, **_ERRORS})(endpoint)
+
+
+def _info(model: Model, limits: schemas.Limits) -> dict[str, Any]:
+    available = {}
+    for name in ENDPOINTS:
+        try:
+            _resolve(name)
+            available[name] = True
+        except NotAvailable:
+            available[name] = False
+    a = model.adapter
+    return {
+        "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
+        "d_vocab": a.d_vocab, "d_model": a.d_model, "available": available, "limits": vars(limits),
+        "explain_methods": _explain_methods() if available["explain"] else [],
+    }
+
+
+def _explain_methods() -> list[str]:
+    from whyllm.methods import attribution
+
+    names = getattr(attribution, "methods", None)
+    return list(names()) if callable(names) else []
+
+
+def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
+               allowed_hosts: Iterable[str] = (), limits: schemas.Limits = schemas.LIMITS) -> FastAPI:
+    """Build the explorer app for one loaded model.
+
+    Args:
+        model: from :func:`whyllm.load_model`; every request uses it (requests never name a model).
+        token: the per-launch token (default: a fresh random one, in ``app.state.token``).
+        queue_size: requests that may wait while one runs; more get 429.
+        allowed_hosts: Host names accepted besides localhost, 127.0.0.1 and ::1.
+        limits: request limits (body size included).
+
+    """
+    token = token or secrets.token_urlsafe(24)
+    worker = Worker(model, queue_size)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        worker.close()
+
+    from whyllm import __version__
+
+    app = FastAPI(title="whyllm", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json",
+                  description="Why did the model say that? Each `POST /api/<command>` takes the parameters "
+                  "of `whyllm <command>` and answers its `--json` document. Send the launch token in the "
+                  "`X-Whyllm-Token` header.")
+    app.state.model, app.state.token, app.state.worker, app.state.limits = model, token, worker, limits
+    _install_handlers(app)
+    for name, (schema, summary) in ENDPOINTS.items():
+        _add_endpoint(app, name, schema, summary)
+
+    @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
+    async def info() -> dict[str, Any]:
+        return _info(model, limits)
+
+    @app.get("/api/status", summary="The running job's progress and the queue length.")
+    async def status() -> dict[str, Any]:
+        return worker.status()
+
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request, token_param: str | None = Query(None, alias="token")) -> Response:
+        host = request.headers.get("host", "")
+        if token_param is not None:
+            if not token_matches(token_param, token):
+                return HTMLResponse(_NEED_TOKEN, status_code=403)
+            response = RedirectResponse("/", status_code=303)  # drop the token from the address bar
+            response.set_cookie(cookie_name(host), token, httponly=True, samesite="strict", path="/")
+            return response
+        if not token_matches(given_token(request.headers), token):
+            return HTMLResponse(_NEED_TOKEN, status_code=401)
+        return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=limits.body_bytes)
+    return app

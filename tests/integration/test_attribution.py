@@ -1,0 +1,63 @@
+"""Attribution on the real default model (Gemma 3 270M): sanity of what it finds, and IG completeness."""
+
+import pytest
+import torch
+
+from whyllm.methods.attribution import explain, explain_step
+from whyllm.methods.generate import generate
+from whyllm.model.hooks import n_hooks
+
+IOI = "When Mary and John went to the store, John gave a drink to"
+NAMES = {" Mary", " John"}
+
+
+def test_occlusion_finds_the_names(gemma):
+    r = explain(gemma, IOI, target=" Mary", method="occlusion")
+    ranked = [u.text for u in r.ranked()]
+    # The final " to" (the position the prediction is read from) and " Mary" are the two strongest units
+    # with the pad baseline (5.8 vs 5.4 nats); before the final token, a name leads.
+    context = [u for u in r.ranked() if u.start < len(r.input_ids) - 1]
+    assert context[0].text in NAMES
+    assert " Mary" in ranked[:2]
+    assert r.faithfulness.comprehensiveness > 0 and r.faithfulness.deletion_auc < 0
+    assert n_hooks(gemma.hf) == 0
+
+
+def test_contrast_mary_vs_john_is_about_the_names(gemma):
+    r = explain(gemma, IOI, target=" Mary", foil=" John", method="occlusion")
+    assert r.score > 0  # the model prefers Mary
+    assert r.ranked()[0].text in NAMES
+    names = sum(abs(u.score) for u in r.units if u.text in NAMES)
+    others = [abs(u.score) for u in r.units if u.text not in NAMES]
+    assert names > max(others) and names > 0.3 * (names + sum(others))
+
+
+def test_integrated_gradients_completeness_under_one_percent(gemma):
+    """Default baseline (pad embedding), 32 Gauss-Legendre steps: completeness error < 1%."""
+    r = explain(gemma, IOI, target=" Mary", steps=32, faithfulness=False)
+    assert r.baseline == "<pad>" and r.steps == 32
+    assert r.completeness_error < 0.01
+    gap = r.score - explain(gemma, IOI, target=" Mary", method="occlusion", granularity="sentence").faithfulness.empty_score
+    assert float(r.token_scores.sum()) == pytest.approx(gap, rel=0.01)
+    assert r.ranked()[0].text in NAMES
+
+
+def test_zero_baseline_does_not_converge(gemma):
+    """The reason for the default: an all-zero baseline breaks IG on RMSNorm models."""
+    with pytest.warns(UserWarning, match="completeness"):
+        r = explain(gemma, IOI, target=" Mary", steps=32, baseline="zero", faithfulness=False)
+    assert r.completeness_error > 0.05
+
+
+def test_explain_a_sampled_step(gemma):
+    gen = generate(gemma, "The capital of France is", max_new_tokens=3, temperature=0.7, top_p=0.9, seed=0)
+    r = explain_step(gemma, gen, 0, method="input_x_gradient")
+    assert r.step["id"] == gen.steps[0].id and r.step["kept"] >= 1
+    assert r.step["sample_prob"] == pytest.approx(gen.steps[0].sample_prob, rel=1e-3)
+    assert any(u.text.strip() == "France" for u in r.ranked()[:3])
+    assert all(p.grad is None for p in gemma.hf.parameters()) and n_hooks(gemma.hf) == 0
+
+
+def test_per_token_matrix(gemma):
+    r = explain(gemma, IOI, target=" Mary.", per_token=True, method="occlusion", faithfulness=False)
+    assert r.matrix.shape[0] == len(r.target_ids) and torch.isfinite(r.matrix).all()

@@ -1,0 +1,46 @@
+"""Faithfulness metrics recomputed by hand from masked runs."""
+
+import pytest
+import torch
+from attr_common import PROMPT, reference_logprob
+
+from whyllm.methods.attribution import explain
+
+
+def _f_without(model, x, base, mary, tokens):
+    e = x.clone()
+    e[0, tokens] = base[0, tokens]
+    with torch.no_grad():
+        return float(reference_logprob(model, e, mary)[0])
+
+
+def test_metrics_by_hand(setup):
+    model, prep, x, base, mary = setup
+    r = explain(model, PROMPT, target=" Mary", method="occlusion", fractions=(0.2, 0.5))
+    f = r.faithfulness
+    ranked = r.ranked()
+    n = len(r.units)
+    full = _f_without(model, x, base, mary, [])
+    assert f.full_score == pytest.approx(full, abs=1e-4) and r.score == pytest.approx(full, abs=1e-4)
+    for k, comp, suff in zip(f.fractions, f.comprehensiveness_at, f.sufficiency_at, strict=True):
+        c = max(1, round(k * n))
+        top = [u.start for u in ranked[:c]]
+        rest = [u.start for u in ranked[c:]]
+        assert comp == pytest.approx(full - _f_without(model, x, base, mary, top), abs=1e-4)
+        assert suff == pytest.approx(full - _f_without(model, x, base, mary, rest), abs=1e-4)
+    assert f.deletion_fractions[0] == 0 and f.deletion_fractions[-1] == 1
+    assert f.empty_score == pytest.approx(_f_without(model, x, base, mary, list(range(1, prep.n))), abs=1e-4)
+    xs, ys = f.deletion_fractions, [s - full for s in f.deletion_scores]
+    assert f.deletion_auc == pytest.approx(sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2
+                                               for i in range(len(xs) - 1)))
+
+
+def test_top_one_comprehensiveness_is_the_top_occlusion_score(llama):
+    """Removing the single best unit is exactly what occlusion measured for it."""
+    r = explain(llama, PROMPT, target=" Mary", method="occlusion", fractions=(0.05,))
+    assert r.faithfulness.comprehensiveness_at[0] == pytest.approx(r.ranked()[0].score, abs=1e-5)
+    assert r.faithfulness.comprehensiveness_at[0] >= max(u.score for u in r.units) - 1e-5
+
+
+def test_turned_off(llama):
+    assert explain(llama, PROMPT, method="saliency", faithfulness=False).faithfulness is None

@@ -1,0 +1,73 @@
+import io
+
+import torch
+from rich.console import Console
+
+from whyllm.render.attribution import heat_style, pieces
+from whyllm.render.html import fragment
+from whyllm.results.attribution import AttributionResult, EvaluationResult, Faithfulness, Unit
+
+
+def _result(**over):
+    base = dict(
+        prompt="<b>Mary</b> & John", method="integrated_gradients", granularity="word", target=" <Mary>",
+        target_ids=(7,), foil=" John", foil_ids=(8,), target_kind="contrast", score=1.25,
+        input_ids=(1, 5, 6, 9), input_tokens=("<bos>", "<b>Mary</b>", " &", " John"),
+        token_scores=torch.tensor([0.0, 2.0, -1.0, 0.5]),
+        units=(Unit("<b>Mary</b>", 2.0, 1, 2), Unit(" &", -1.0, 2, 3), Unit(" John", 0.5, 3, 4)),
+        faithfulness=Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 1.0), (1.25, 0.0), 1.25, 0.0),
+        steps=32, completeness_error=0.004,
+    )
+    return AttributionResult(**{**base, **over})
+
+
+def _text(renderable) -> str:
+    out = io.StringIO()
+    Console(file=out, width=80, color_system=None).print(renderable)
+    return out.getvalue()
+
+
+def test_terminal_view():
+    text = _text(_result())
+    assert "why ' <Mary>' rather than ' John'?" in text
+    assert "<bos><b>Mary</b> & John" in text.replace("\n", "")
+    lines = [line for line in text.splitlines() if "│" in line]
+    assert "<b>Mary</b>" in lines[0] and "2.0000" in lines[0]  # ranked first
+    assert "32 steps, completeness error 0.40%" in text and "comprehensiveness 1.000" in text
+
+
+def test_heat_colours_are_relative_and_signed():
+    assert [round(rel, 2) for _, rel, _ in pieces(_result()) if rel is not None] == [1.0, -0.5, 0.25]
+    assert heat_style(1.0).endswith("rgb(255,0,0)") and heat_style(-1.0).endswith("rgb(0,0,255)")
+    assert heat_style(0.0).endswith("rgb(255,255,255)")
+
+
+def test_html_escapes_everything():
+    html = fragment(_result())
+    assert "<b>Mary</b>" not in html and "&lt;b&gt;Mary&lt;/b&gt;" in html
+    assert "&lt;Mary&gt;" in html and "legend" in html and "rgba(220,38,38,1.000)" in html
+
+
+def test_step_and_matrix_views():
+    step = {"step": 3, "token": " x", "id": 7, "prob": 0.2, "sample_prob": 0.4, "cut": False, "temperature": 0.7,
+            "top_k": 5, "top_p": None, "greedy": False, "kept": 5,
+            "runner_up": {"token": " y", "id": 8, "prob": 0.1, "sample_prob": 0.2, "cut": False},
+            "candidates": [], "cut_candidates": [{"token": "<z>", "id": 9, "prob": 0.01, "sample_prob": 0.0,
+                                                  "cut": True}]}
+    r = _result(step=step, matrix=torch.eye(4)[:2], matrix_tokens=(" a", " b"))
+    text = _text(r)
+    assert "step 3: chose ' x'" in text and "runner-up ' y'" in text and "per output token" in text
+    assert "&lt;z&gt;" in fragment(r)
+
+
+def test_evaluation_views():
+    rows = tuple({"prompt": 0, "method": m, "comprehensiveness": c, "sufficiency": 0.1, "deletion_auc": -c,
+                  "seconds": 0.5} for m, c in [("occlusion", 2.0), ("attention", 1.0)])
+    ranking = ({"rank": 1, "method": "occlusion", "comprehensiveness": 2.0, "sufficiency": 0.1,
+                "deletion_auc": -2.0, "seconds": 0.5, "mean_rank": 1.0},
+               {"rank": 2, "method": "attention", "comprehensiveness": 1.0, "sufficiency": 0.1,
+                "deletion_auc": -1.0, "seconds": 0.5, "mean_rank": 2.0})
+    r = EvaluationResult(prompts=("<p>",), methods=("occlusion", "attention"), rows=rows, ranking=ranking)
+    text = _text(r)
+    assert text.index("occlusion") < text.index("attention")
+    assert "occlusion" in fragment(r)
