@@ -38,11 +38,12 @@ IOI = ("When Mary and John went to the store, John gave a drink to",
        "When Mary and John went to the store, Mary gave a drink to")
 FACT = "The capital of France is"
 PARAGRAPH = (
-    "The history of Paris spans more than two thousand years. It began as a settlement of the Parisii, a Celtic "
-    "people, on an island in the Seine, and grew under Roman rule into the town of Lutetia. In the Middle Ages it "
-    "became the capital of the kings of France and one of the largest cities in Europe, home to a great "
-    "cathedral, a university and busy markets. Revolutions, wars and the rebuilding of the nineteenth century "
-    "gave the city its wide boulevards, parks and railway stations, and made it a centre of art and science. "
+    "The history of Paris spans more than two thousand years. It began as a settlement of the Parisii, "
+    "a Celtic people, on an island in the Seine, and grew under Roman rule into the town of Lutetia. In "
+    "the Middle Ages it became the capital of the kings of France and one of the largest cities in Europe, "
+    "home to a great cathedral, a university and busy markets. Revolutions, wars and the rebuilding of the "
+    "nineteenth century gave the city its wide boulevards, parks and railway stations, and made it a "
+    "centre of art and science. "
 )
 WHYLLM_TASKS = ("lens_grid", "lens_last", "dla", "attention", "patch_resid", "patch_heads", "atp_resid",
                 "atp_heads", "trace")
@@ -68,7 +69,7 @@ def make_spec() -> dict:
 
 
 def _lens_values(r) -> dict:
-    return {"top_ids": r.top_ids.tolist(), "top_probs": r.top_probs.tolist(), "target_probs": r.target_probs.tolist()}
+    return {k: getattr(r, k).tolist() for k in ("top_ids", "top_probs", "target_probs")}
 
 
 def whyllm_task(task: str, spec: dict) -> dict:
@@ -115,7 +116,7 @@ def _grid(r) -> dict:
 
 
 def _child(cmd: list[str]) -> dict | None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     line = next((s for s in reversed(proc.stdout.splitlines()) if s.startswith("RESULT ")), None)
     if line is None:
@@ -169,7 +170,8 @@ def main() -> None:
         mine = out["whyllm"].get(t)
         if res and "error" not in res and mine and "error" not in mine:
             res["vs_whyllm"] = {"time_ratio": res["fwd_eq"] / mine["fwd_eq"],
-                                "memory_ratio": res["extra_mb"] / max(mine["extra_mb"], 1.0), **compare(mine, res)}
+                                "memory_ratio": res["extra_mb"] / max(mine["extra_mb"], 1.0),
+                                **compare(mine, res)}
         out["peers"][f"{lib}:{t}"] = res
     for group in (out["whyllm"], out["peers"]):
         for res in group.values():
@@ -190,8 +192,10 @@ def _table(out: dict) -> None:
             continue
         notes = ""
         if "vs_whyllm" in r:
-            notes = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r["vs_whyllm"].items())
-        print(f"{name:<22}{r['seconds']:>9.2f}{r['forward_seconds']:>8.3f}{r['fwd_eq']:>8.1f}{r['extra_mb']:>10.0f}  {notes}")
+            notes = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in r["vs_whyllm"].items())
+        print(f"{name:<22}{r['seconds']:>9.2f}{r['forward_seconds']:>8.3f}{r['fwd_eq']:>8.1f}"
+              f"{r['extra_mb']:>10.0f}  {notes}")
     if "peers_note" in out:
         print(out["peers_note"])
 

@@ -22,13 +22,25 @@ from whyllm.cli._app import (
 from whyllm.cli.core import HtmlOpt, JsonOpt, PngOpt
 from whyllm.errors import InputError
 
-TargetOpt = Annotated[str | None, typer.Option(help="Token to follow/explain (first token of the text); "
-                                                    "default: the model's top prediction.")]
+TargetOpt = Annotated[str | None, typer.Option(
+    help="Token to follow/explain (first token of the text); default: the model's top prediction.")]
 FoilOpt = Annotated[str | None, typer.Option(help="Explain the target - foil logit difference instead.")]
-LayersOpt = Annotated[list[int] | None, typer.Option("--layer", "-l", help="Layer to include (repeat; default all).")]
+LayersOpt = Annotated[list[int] | None, typer.Option(
+    "--layer", "-l", help="Layer to include (repeat; default all).")]
 HeadsOpt = Annotated[list[int] | None, typer.Option("--head", help="Head to include (repeat; default all).")]
 PositionsOpt = Annotated[list[int] | None, typer.Option(
     "--position", "-p", help="Position to include, negative from the end (repeat; default all).")]
+CorruptedOpt = Annotated[str | None, typer.Option(help="Corrupted prompt (same token length as CLEAN).")]
+PatchFoilOpt = Annotated[str | None, typer.Option(
+    help="Metric is the target - foil logit difference (default foil: the corrupted run's top token).")]
+ComponentOpt = Annotated[str, typer.Option(help="resid_pre, resid_post, attn_out, mlp_out or head.")]
+MethodOpt = Annotated[str, typer.Option(help="activation (real patching) or attribution (AtP).")]
+CompareOpt = Annotated[bool, typer.Option(
+    help="With --method attribution: also run real patching and report their rank correlation.")]
+PerPositionOpt = Annotated[bool, typer.Option(help="With --component head: each head at each position.")]
+SubjectOpt = Annotated[str | None, typer.Option(
+    help="Causal tracing instead: noise this part of CLEAN (no --corrupted).")]
+NoiseOpt = Annotated[float | None, typer.Option(help="Tracing noise std (default 3x the embeddings').")]
 
 
 @contextmanager
@@ -39,8 +51,8 @@ def _progress(enabled: bool, what: str) -> Iterator[Callable[[int, int], None] |
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(what, total=None)
 
         def update(done: int, total: int) -> None:
@@ -64,8 +76,10 @@ def lens(
 
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {top_k}")
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, prompts=(prompt,))
-    emit(logit_lens(m, prompt, target=target, top_k=top_k, positions=position), as_json=json, html=html, png=png)
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=(prompt,))
+    res = logit_lens(m, prompt, target=target, top_k=top_k, positions=position)
+    emit(res, as_json=json, html=html, png=png)
 
 
 @command()
@@ -81,7 +95,8 @@ def components(
     """Direct logit attribution: the next-token logit split into embeddings, heads and MLPs."""
     from whyllm.methods.components import components as run
 
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, prompts=(prompt,))
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=(prompt,))
     emit(run(m, prompt, target=target, foil=foil, top_neurons=top_neurons), as_json=json, html=html, png=png)
 
 
@@ -99,27 +114,25 @@ def attention(
     """Attention patterns and head importance; the view draws the most important head selected."""
     from whyllm.methods.attention import attention as run
 
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, prompts=(prompt,))
-    emit(run(m, prompt, layers=layer, heads=head, target=target, max_tokens=max_tokens), as_json=json, html=html,
-         png=png)
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=(prompt,))
+    res = run(m, prompt, layers=layer, heads=head, target=target, max_tokens=max_tokens)
+    emit(res, as_json=json, html=html, png=png)
 
 
 @command()
 def patch(
     clean: str,
-    corrupted: Annotated[str | None, typer.Option(help="Corrupted prompt (same token length as CLEAN).")] = None,
+    corrupted: CorruptedOpt = None,
     target: TargetOpt = None,
-    foil: Annotated[str | None, typer.Option(help="Metric is target - foil logit difference "
-                                                  "(default foil: the corrupted run's top token).")] = None,
-    component: Annotated[str, typer.Option(help="resid_pre, resid_post, attn_out, mlp_out or head.")] = "resid_pre",
-    method: Annotated[str, typer.Option(help="activation (real patching) or attribution (AtP).")] = "activation",
-    compare: Annotated[bool, typer.Option(help="With --method attribution: also run real patching and report "
-                                               "their rank correlation.")] = False,
-    per_position: Annotated[bool, typer.Option(help="With --component head: each head at each position.")] = False,
+    foil: PatchFoilOpt = None,
+    component: ComponentOpt = "resid_pre",
+    method: MethodOpt = "activation",
+    compare: CompareOpt = False,
+    per_position: PerPositionOpt = False,
     layer: LayersOpt = None, head: HeadsOpt = None, position: PositionsOpt = None,
-    trace_subject: Annotated[str | None, typer.Option(
-        help="Causal tracing instead: noise this part of CLEAN (no --corrupted).")] = None,
-    noise: Annotated[float | None, typer.Option(help="Tracing noise std (default 3x the embeddings').")] = None,
+    trace_subject: SubjectOpt = None,
+    noise: NoiseOpt = None,
     samples: Annotated[int, typer.Option(help="Tracing noise samples.")] = 10,
     seed: Annotated[int, typer.Option(help="Tracing noise seed.")] = 0,
     model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
@@ -128,20 +141,22 @@ def patch(
 ) -> None:
     """Activation / attribution patching of CLEAN into --corrupted, or causal tracing (--trace-subject)."""
     if (corrupted is None) == (trace_subject is None):
-        raise InputError("give either --corrupted PROMPT (patching) or --trace-subject TEXT (causal tracing), "
-                         "not both or neither")
+        raise InputError("give either --corrupted PROMPT (patching) or --trace-subject TEXT (causal "
+                         "tracing), not both or neither")
     prompts = (clean,) if corrupted is None else (clean, corrupted)
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, prompts=prompts)
+    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+             prompts=prompts)
     with _progress(not json, "patching") as progress:
         if trace_subject is not None:
             from whyllm.methods.tracing import causal_trace
 
-            res = causal_trace(m, clean, target=target, subject=trace_subject, noise=noise, samples=samples, seed=seed,
-                               component=component, layers=layer, positions=position, progress=progress)
+            res = causal_trace(m, clean, target=target, subject=trace_subject, noise=noise, samples=samples,
+                               seed=seed, component=component, layers=layer, positions=position,
+                               progress=progress)
         else:
             from whyllm.methods.patching import patch as run
 
             res = run(m, clean, corrupted, target=target, foil=foil, component=component, method=method,
-                      positions=position, layers=layer, heads=head, per_position=per_position, compare=compare,
-                      progress=progress)
+                      positions=position, layers=layer, heads=head, per_position=per_position,
+                      compare=compare, progress=progress)
     emit(res, as_json=json, html=html, png=png)

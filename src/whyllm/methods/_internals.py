@@ -65,7 +65,9 @@ def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...
     out: list[int] = []
     for p in positions:
         if not isinstance(p, int) or not -n <= p < n:
-            raise InputError(f"position {p!r} is out of range; the prompt has positions 0..{n - 1} (or -{n}..-1)")
+            raise InputError(
+                f"position {p!r} is out of range; the prompt has positions 0..{n - 1} (or -{n}..-1)"
+            )
         if p % n not in out:
             out.append(p % n)
     if not out:
@@ -94,7 +96,7 @@ class Recording:
 
 @contextmanager
 def _hooked(modules: Sequence[nn.Module], make: Callable[[int], Callable], *, pre: bool) -> Iterator[None]:
-    """Register ``make(i)`` on ``modules[i]`` (a pre-hook with kwargs, or a forward hook); remove in ``finally``.
+    """Register ``make(i)`` on ``modules[i]`` (pre-hook with kwargs, or forward hook); remove in ``finally``.
 
     (:mod:`whyllm.model.hooks` hands hooks only the main hidden states; restarting a pass at a block
     needs the masks and position embeddings the model passes as keyword arguments, and attention
@@ -165,8 +167,10 @@ def record(
 
     Args:
         model: the model.
-        ids: input ids ``(1, pos)``; or ``embeds`` ``(batch, pos, d_model)`` (token embeddings).
-        sites: name -> module whose output to keep; ``site_inputs``: whose first input to keep.
+        ids: input ids ``(1, pos)``.
+        embeds: token embeddings ``(batch, pos, d_model)`` instead of ``ids``.
+        sites: name -> module whose output to keep.
+        site_inputs: name -> module whose first input to keep.
     """
     ad = model.adapter
     feed = {"input_ids": ids} if embeds is None else {"inputs_embeds": embeds}

@@ -7,8 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from whyllm.errors import InputError
-from whyllm.errors import UnsupportedModelError
+from whyllm.errors import InputError, UnsupportedModelError
 from whyllm.methods._internals import attention_weights, check_index, default_token, token_id
 from whyllm.methods.components import decompose, direct_sites
 from whyllm.model.base import Model
@@ -62,7 +61,8 @@ def attention(
     Args:
         model: from :func:`whyllm.load_model`.
         prompt: the text.
-        layers / heads: indices to keep (negative count from the end); ``None`` = all.
+        layers: layer indices to keep (negative count from the end); ``None`` = all.
+        heads: head indices to keep; ``None`` = all.
         target: token whose logit the head importance explains; default the model's top prediction.
         max_tokens: keep at most the last ``max_tokens`` positions (queries and keys) to bound the
             result's size; earlier keys are then cut off and rows sum to less than 1.
@@ -79,8 +79,12 @@ def attention(
     ids = model.encode(prompt)  # (1, pos)
     outs, ins = direct_sites(model)
     with torch.no_grad(), eager_attention(model):
-        with capture(outs) as got_out, capture(ins, inputs=True) as got_in, attention_weights(model, lays) as att:
-            real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()  # (vocab,)
+        with (
+            capture(outs) as got_out,
+            capture(ins, inputs=True) as got_in,
+            attention_weights(model, lays) as att,
+        ):
+            real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
         if len(att) != len(lays):
             raise UnsupportedModelError(
                 f"{model.name}: the attention modules return no weights even with eager attention; "
@@ -99,5 +103,6 @@ def attention(
         prompt=prompt, input_ids=tuple(ids[0].tolist()), input_tokens=tuple(model.token_texts(ids[0])),
         offset=offset, layers=lays, heads=hds, patterns=pats, importance=imp[list(lays)][:, list(hds)],
         target=target, target_id=tid, target_token=model.token_texts([tid])[0],
-        meta=meta(model, "attention", layers=list(lays), heads=list(hds), target=target, max_tokens=max_tokens),
+        meta=meta(model, "attention", layers=list(lays), heads=list(hds), target=target,
+                  max_tokens=max_tokens),
     )

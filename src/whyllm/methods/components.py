@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whyllm.errors import InputError
@@ -55,7 +56,7 @@ class Decomposition:
 
 
 def _direction(model: Model, final: Tensor, target: int, foil: int | None) -> tuple[Tensor, float]:
-    """Vector ``u`` with ``frozen_ln_final(v) . w_U == v . u`` for every part ``v``, and the norm-bias term."""
+    """``u`` with ``frozen_ln_final(v) . w_U == v . u`` for every part ``v``, and the norm bias term."""
     ad = model.adapter
     w = ad.unembed.weight[target].float()  # (d_model,)
     if foil is not None:
@@ -99,7 +100,8 @@ def decompose(model: Model, acts: dict[str, Tensor], target: int, foil: int | No
     Args:
         model: the model.
         acts: name -> activation ``(d_model,)`` (or ``(d_mlp,)`` etc.) at the position.
-        target / foil: token ids (``foil`` ``None``: the target logit alone).
+        target: token id of the target.
+        foil: token id of the foil, or ``None`` for the target logit alone.
     """
     ad = model.adapter
     final = acts["final"].float()
@@ -118,10 +120,23 @@ def decompose(model: Model, acts: dict[str, Tensor], target: int, foil: int | No
         parts.append(Part("ln_final.bias", "bias", norm_bias))
     ub = getattr(ad.unembed, "bias", None)
     if isinstance(ub, Tensor):
-        parts.append(Part("unembed.bias", "bias", float(ub[target] - (ub[foil] if foil is not None else 0.0))))
-    logits = ad.unembed(ad.ln_final(acts["final"][None]))[0].float()  # (vocab,) pre-soft-cap
-    total = float(logits[target] - (logits[foil] if foil is not None else 0.0))
+        value = float(ub[target] - (ub[foil] if foil is not None else 0.0))
+        parts.append(Part("unembed.bias", "bias", value))
+    total = _pre_cap_logit(model, acts["final"], target, foil)
     return Decomposition(parts, total, values, activations)
+
+
+def _pre_cap_logit(model: Model, final: Tensor, target: int, foil: int | None) -> float:
+    """The real logit (difference) before soft-capping, from the target (and foil) rows only."""
+    ad = model.adapter
+    ids = [target] + ([foil] if foil is not None else [])
+    normed = ad.ln_final(final[None])  # (1, d_model)
+    if isinstance(ad.unembed, nn.Linear):  # two rows, not the whole vocabulary
+        bias = ad.unembed.bias[ids] if ad.unembed.bias is not None else None
+        logits = F.linear(normed, ad.unembed.weight[ids], bias)[0].float()
+    else:
+        logits = ad.unembed(normed)[0, ids].float()
+    return float(logits[0] - (logits[1] if foil is not None else 0.0))
 
 
 def _top_neurons(dec: Decomposition, n: int, n_mlps: int = 3) -> tuple[Neuron, ...]:
@@ -156,19 +171,22 @@ def components(
     outs, ins = direct_sites(model)
     with torch.no_grad():
         with capture(outs) as got_out, capture(ins, inputs=True) as got_in:
-            real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()  # (vocab,)
+            real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
         acts = {k: v[0, -1] for k, v in {**got_out, **got_in}.items()}
         tid = token_id(model, target) if target is not None else default_token(model, real)[1]
         fid = token_id(model, foil, "foil") if foil is not None else None
         if fid == tid:
-            raise InputError(f"target and foil are the same token ({target!r}, {foil!r}); pick a different foil")
+            raise InputError(
+                f"target and foil are the same token ({target!r}, {foil!r}); pick a different foil"
+            )
         dec = decompose(model, acts, tid, fid)
     s = sum(p.value for p in dec.parts)
     texts = model.token_texts([tid] + ([fid] if fid is not None else []))
     return ComponentsResult(
         prompt=prompt, input_ids=tuple(ids[0].tolist()), input_tokens=tuple(model.token_texts(ids[0])),
-        position=ids.shape[1] - 1, target=target, target_id=tid, target_token=texts[0], parts=tuple(dec.parts),
-        total=dec.total, logit=float(real[tid] - (real[fid] if fid is not None else 0.0)), error=s - dec.total,
+        position=ids.shape[1] - 1, target=target, target_id=tid, target_token=texts[0],
+        parts=tuple(dec.parts), total=dec.total, error=s - dec.total,
+        logit=float(real[tid] - (real[fid] if fid is not None else 0.0)),
         n_layers=model.adapter.n_layers, n_heads=model.adapter.n_heads, foil=foil, foil_id=fid,
         foil_token=texts[1] if fid is not None else None, neurons=_top_neurons(dec, top_neurons),
         softcap=model.adapter.softcap, meta=meta(model, "components", target=target, foil=foil,

@@ -16,11 +16,15 @@ from whyllm.results.internals import LensResult
 
 __all__ = ["logit_lens"]
 
-_CHUNK_ELEMENTS = 1 << 24  # logits decoded at once (64 MB of float32): bounds memory, not speed
+_CHUNK_ELEMENTS = 1 << 25  # logits decoded at once (128 MB of float32): bounds memory, not speed
 
 
 def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Tensor, ...]:
-    """Top-k, entropy and target prob/rank of ``resid`` ``(n, d_model)``, a few rows at a time."""
+    """Top-k, entropy and target prob/rank of ``resid`` ``(n, d_model)``, a chunk of rows at a time.
+
+    Rows of all layers go through together: each chunk reads the unembedding matrix once, which is
+    what a few rows cost (``positions=[-1]`` decodes every layer in one chunk).
+    """
     rows = max(1, _CHUNK_ELEMENTS // model.adapter.d_vocab)
     out: list[tuple[Tensor, ...]] = []
     for part in resid.split(rows):
@@ -33,6 +37,7 @@ def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Te
             t = logp[:, target : target + 1]  # (n, 1)
             tp, tr = t[:, 0].exp(), (logp > t).sum(-1) + 1
         out.append((top.indices, top.values.exp(), ent, tp, tr))
+        del logp
     return tuple(torch.cat(x) for x in zip(*out, strict=True))
 
 
@@ -48,8 +53,8 @@ def logit_lens(
 
     Each layer's residual goes through the model's final norm, unembedding and soft-capping
     (``model.adapter.logits_from_resid``), so the last layer reproduces the model's real output.
-    Layers are reduced to the top-k tokens (and the target's probability and rank) one at a time:
-    the ``layer x pos x vocab`` logits are never held at once.
+    The logits are reduced to the top-k tokens (and the target's probability and rank) a chunk of
+    rows at a time: the ``layer x pos x vocab`` logits are never held at once.
 
     Args:
         model: from :func:`whyllm.load_model`.
@@ -75,9 +80,11 @@ def logit_lens(
             model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
         index = torch.tensor(pos, device=ids.device)
         names = ["embed", *blocks]
-        resid = [first["embed"], *(outs[n] for n in blocks)]
-        cells = [_decode(model, r[0, index], k, tid) for r in resid]  # one layer at a time
-    top_ids, top_probs, ent, tp, tr = (torch.stack([c[i] for c in cells]).cpu() for i in range(5))
+        states = [first["embed"], *(outs[n] for n in blocks)]
+        resid = torch.stack([s[0, index] for s in states])  # (layer, pos, d_model)
+        flat = _decode(model, resid.flatten(0, 1), k, tid)  # rows layer-major
+    shape = resid.shape[:2]
+    top_ids, top_probs, ent, tp, tr = (x.reshape(*shape, *x.shape[1:]).cpu() for x in flat)
     uniq = top_ids.unique().tolist()
     text = dict(zip(uniq, model.token_texts(uniq), strict=True))
     top_tokens = tuple(tuple(tuple(text[i] for i in cell) for cell in row) for row in top_ids.tolist())

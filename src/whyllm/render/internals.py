@@ -23,6 +23,7 @@ __all__ = ["attention_heatmap", "patch_rows", "signed_style"]
 _MAX_COLS = 10  # positions shown in terminal grids (the last ones): fits 80 columns
 _MAX_LENS_COLS = 8
 _MAX_HTML_COLS = 64
+_SIGNED_RAMP = "<span class='ramp signed'></span>"
 
 
 def _p(p: float) -> str:
@@ -49,7 +50,7 @@ def _signed_bar(value: float, scale: float, width: int = 20) -> Text:
     return Text.assemble(left, "│", right)
 
 
-def _html_tok(text: str, style: str = "", title: str = "") -> str:
+def _tok(text: str, style: str = "", title: str = "") -> str:
     return f'<span class="tok" style="{style}" title="{esc(title)}">{esc(visible(text))}</span>'
 
 
@@ -57,55 +58,57 @@ def _prob_bg(p: float) -> str:
     return f"rgba(34,197,94,{0.15 + 0.6 * p:.2f})" if p >= 0.1 else "rgba(239,68,68,0.55)"
 
 
+def _signed_td(value: float, scale: float, text: str) -> str:
+    return f"<td style='background:{heat_color(value / scale)}' title='{value:.4f}'>{text}</td>"
+
+
 # ---- logit lens ------------------------------------------------------------------------------
-def _lens_columns(r: LensResult, limit: int) -> list[int]:
-    return list(range(max(0, len(r.positions) - limit), len(r.positions)))
+def _last(n: int, limit: int) -> list[int]:
+    return list(range(max(0, n - limit), n))
 
 
 @view.register
 def _(r: LensResult) -> RenderableType:
-    cols = _lens_columns(r, _MAX_LENS_COLS)
+    cols = _last(len(r.positions), _MAX_LENS_COLS)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("layer", style="dim", min_width=5, no_wrap=True)
     for j in cols:
-        table.add_column(_short(r.input_tokens[r.positions[j]]), justify="left", no_wrap=True)
-    if r.target_probs is not None:
-        table.add_column(f"p({_short(r.target_token or '', 10)})", justify="left", min_width=11, no_wrap=True)
+        table.add_column(_short(r.input_tokens[r.positions[j]]), no_wrap=True)
+    follow = r.target_probs is not None
+    if follow:
+        table.add_column(f"p({_short(r.target_token or '', 10)})", min_width=11, no_wrap=True)
         table.add_column("rank", justify="right", no_wrap=True)
     for i, name in enumerate(r.layer_names):
         cells: list[Text | str] = [name]
         for j in cols:
-            p = float(r.top_probs[i, j, 0])
-            cells.append(Text(_short(r.top_tokens[i][j][0]), style=prob_style(p)))
-        if r.target_probs is not None:
+            cells.append(Text(_short(r.top_tokens[i][j][0]), style=prob_style(float(r.top_probs[i, j, 0]))))
+        if follow:
             tp = float(r.target_probs[i, -1])
-            cells += [Text(f"{_p(tp)} " + "▇" * round(6 * tp), style=prob_style(tp)), str(int(r.target_ranks[i, -1]))]
+            cells.append(Text(f"{_p(tp)} " + "▇" * round(6 * tp), style=prob_style(tp)))
+            cells.append(str(int(r.target_ranks[i, -1])))
         table.add_row(*cells)
     hidden = len(r.positions) - len(cols)
-    notes = [Text.assemble(("logit lens of ", "dim"), (r.prompt, "bold"))]
-    notes.append(table)
-    notes.append(Text(
-        "cell: top token decoded from the residual stream after that layer (green ≥ 0.5, yellow ≥ 0.1, red < 0.1)"
-        + ("; target probability and rank at the last position" if r.target_probs is not None else "")
-        + (f"; {hidden} earlier position(s) not shown" if hidden else ""), style="dim"))
-    return Group(*notes)
+    note = "cell: top token decoded from the residual stream after that layer "
+    note += "(green ≥ 0.5, yellow ≥ 0.1, red < 0.1)"
+    note += "; target probability and rank at the last position" if follow else ""
+    note += f"; {hidden} earlier position(s) not shown" if hidden else ""
+    return Group(Text.assemble(("logit lens of ", "dim"), (r.prompt, "bold")), table, Text(note, style="dim"))
 
 
 @fragment.register
 def _(r: LensResult) -> str:
-    cols = _lens_columns(r, _MAX_HTML_COLS)
-    head = "".join(f"<th>{_html_tok(r.input_tokens[r.positions[j]])}</th>" for j in cols)
+    cols = _last(len(r.positions), _MAX_HTML_COLS)
+    head = "".join(f"<th>{_tok(r.input_tokens[r.positions[j]])}</th>" for j in cols)
     if r.target_probs is not None:
-        head += f"<th>p({_html_tok(r.target_token or '')})</th><th>rank</th>"
+        head += f"<th>p({_tok(r.target_token or '')})</th><th>rank</th>"
     rows = []
     for i, name in enumerate(r.layer_names):
-        cells = "".join(
-            "<td>" + _html_tok(
-                r.top_tokens[i][j][0], f"background:{_prob_bg(float(r.top_probs[i, j, 0]))}",
-                " | ".join(f"{t!r} {float(p):.3f}" for t, p in zip(r.top_tokens[i][j], r.top_probs[i, j], strict=True)),
-            ) + "</td>"
-            for j in cols
-        )
+        cells = ""
+        for j in cols:
+            hover = " | ".join(f"{t!r} {float(p):.3f}" for t, p in zip(r.top_tokens[i][j], r.top_probs[i, j],
+                                                                       strict=True))
+            style = f"background:{_prob_bg(float(r.top_probs[i, j, 0]))}"
+            cells += f"<td>{_tok(r.top_tokens[i][j][0], style, hover)}</td>"
         if r.target_probs is not None:
             tp = float(r.target_probs[i, -1])
             cells += f"<td>{bar(tp, 80)} {_p(tp)}</td><td>{int(r.target_ranks[i, -1])}</td>"
@@ -121,6 +124,16 @@ def _(r: LensResult) -> str:
 # ---- direct logit attribution -----------------------------------------------------------------
 def _what(r: ComponentsResult) -> str:
     return repr(r.target_token) + (f" − {r.foil_token!r}" if r.foil_token is not None else "")
+
+
+def _neuron_table(r: ComponentsResult) -> Table:
+    table = Table("neuron", "activation", "value", box=box.SIMPLE_HEAD, title="top neurons of the top MLPs",
+                  title_justify="left")
+    scale = max(abs(x.value) for x in r.neurons)
+    for n in r.neurons[:10]:
+        value = Text(f"{n.value:+.4f}", style=signed_style(n.value, scale))
+        table.add_row(f"L{n.layer}.N{n.index}", f"{n.activation:+.3f}", value)
+    return table
 
 
 @view.register
@@ -141,12 +154,7 @@ def _(r: ComponentsResult) -> RenderableType:
              f"{len(r.parts)} parts, the {len(parts)} largest shown", style="dim"),
     ]
     if r.neurons:
-        nt = Table("neuron", "activation", "value", box=box.SIMPLE_HEAD, title="top neurons of the top MLPs",
-                   title_justify="left")
-        for n in r.neurons[:10]:
-            nt.add_row(f"L{n.layer}.N{n.index}", f"{n.activation:+.3f}", Text(f"{n.value:+.4f}", style=signed_style(
-                n.value, max(abs(x.value) for x in r.neurons))))
-        out.append(nt)
+        out.append(_neuron_table(r))
     return Group(*out)
 
 
@@ -155,23 +163,25 @@ def _(r: ComponentsResult) -> str:
     parts = sorted(r.parts, key=lambda p: -abs(p.value))[:30]
     scale = max([abs(p.value) for p in parts] + [1e-12])
     rows = "".join(
-        f"<tr><td>{esc(p.name)}</td><td style='background:{heat_color(p.value / scale)}'>{p.value:+.4f}</td>"
+        f"<tr><td>{esc(p.name)}</td>{_signed_td(p.value, scale, f'{p.value:+.4f}')}"
         f"<td>{bar(abs(p.value) / scale, 160)}</td></tr>"
         for p in parts
     )
     neurons = "".join(
-        f"<tr><td>L{n.layer}.N{n.index}</td><td>{n.activation:+.3f}</td><td>{n.value:+.4f}</td></tr>" for n in r.neurons
+        f"<tr><td>L{n.layer}.N{n.index}</td><td>{n.activation:+.3f}</td><td>{n.value:+.4f}</td></tr>"
+        for n in r.neurons
     )
+    if neurons:
+        neurons = ("<h2>Top neurons</h2><table><tr><th>neuron</th><th>activation</th><th>value</th></tr>"
+                   f"{neurons}</table>")
     capped = f" (pre-soft-cap; capped output {r.logit:.3f})" if r.softcap else ""
+    foil = f" − {_tok(r.foil_token)}" if r.foil_token is not None else ""
     return (
-        f"<h2>Direct logit attribution of {_html_tok(r.target_token)}"
-        + (f" − {_html_tok(r.foil_token)}" if r.foil_token is not None else "")
-        + f" after <span class='prompt'>{esc(r.prompt)}</span></h2>"
+        f"<h2>Direct logit attribution of {_tok(r.target_token)}{foil} after "
+        f"<span class='prompt'>{esc(r.prompt)}</span></h2>"
         f"<table><tr><th>part</th><th>value</th><th>|value|</th></tr>{rows}</table>"
-        f"<p class='legend'>red adds to the logit (difference), blue takes away <span class='ramp signed'></span>"
-        f" total {r.total:.4f}{esc(capped)}, error {abs(r.error):.1e}</p>"
-        + (f"<h2>Top neurons</h2><table><tr><th>neuron</th><th>activation</th><th>value</th></tr>{neurons}</table>"
-           if neurons else "")
+        f"<p class='legend'>red adds to the logit (difference), blue takes away {_SIGNED_RAMP}"
+        f" total {r.total:.4f}{esc(capped)}, error {abs(r.error):.1e}</p>{neurons}"
     )
 
 
@@ -180,8 +190,7 @@ def _chosen(r: AttentionResult, layer: int | None, head: int | None) -> tuple[in
     if layer is not None and head is not None:
         return r.layers.index(layer), r.heads.index(head)
     if r.importance is not None:
-        flat = int(r.importance.abs().argmax())
-        return divmod(flat, len(r.heads))
+        return divmod(int(r.importance.abs().argmax()), len(r.heads))
     return len(r.layers) - 1, 0
 
 
@@ -203,8 +212,9 @@ def attention_heatmap(r: AttentionResult, layer: int | None = None, head: int | 
     for q in range(lo, n):
         row = "".join(shades[_shade(float(pat[q, k]))] * 2 for k in range(lo, n))
         table.add_row(_short(r.tokens[q], 10), Text(row, style="magenta"))
-    title = Text.assemble((f"L{r.layers[i]}.H{r.heads[j]}", "bold"), " attention pattern (row: query, column: key",
-                          f"; last {n - lo} positions)" if lo else ")")
+    window = f"; last {n - lo} positions)" if lo else ")"
+    title = Text.assemble((f"L{r.layers[i]}.H{r.heads[j]}", "bold"),
+                          " attention pattern (row: query, column: key" + window)
     return Group(title, table, Text("shade: weight 0 ' ' … 1 '█'", style="dim"))
 
 
@@ -213,52 +223,61 @@ def _(r: AttentionResult) -> RenderableType:
     out: list[RenderableType] = [Text.assemble(("attention of ", "dim"), (r.prompt, "bold"))]
     if r.importance is not None:
         scale = float(r.importance.abs().max()) or 1.0
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
-                      title=f"head importance (direct logit attribution to {r.target_token!r})", title_justify="left")
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left",
+                      title=f"head importance (direct logit attribution to {r.target_token!r})")
         table.add_column("layer", style="dim")
         for h in r.heads:
             table.add_column(f"H{h}", justify="right")
         for i, layer in enumerate(r.layers):
-            table.add_row(f"L{layer}", *(Text(f"{float(v):+.2f}", style=signed_style(float(v), scale))
-                                         for v in r.importance[i]))
+            values = [Text(f"{float(v):+.2f}", style=signed_style(float(v), scale)) for v in r.importance[i]]
+            table.add_row(f"L{layer}", *values)
         out.append(table)
     out.append(attention_heatmap(r))
     return Group(*out)
+
+
+def _importance_html(r: AttentionResult) -> str:
+    if r.importance is None:
+        return ""
+    scale = float(r.importance.abs().max()) or 1.0
+    head = "".join(f"<th>H{h}</th>" for h in r.heads)
+    rows = "".join(
+        f"<tr><th>L{layer}</th>"
+        + "".join(_signed_td(float(v), scale, f"{float(v):+.2f}") for v in r.importance[a]) + "</tr>"
+        for a, layer in enumerate(r.layers)
+    )
+    return (f"<h2>Head importance</h2><table><tr><th></th>{head}</tr>{rows}</table>"
+            f"<p class='legend'>direct logit attribution of each head {_SIGNED_RAMP}</p>")
+
+
+def _attn_td(w: float) -> str:
+    return f"<td title='{w:.3f}' style='background:rgba(91,33,182,{w:.3f})'></td>"
 
 
 @fragment.register
 def _(r: AttentionResult) -> str:
     i, j = _chosen(r, None, None)
     pat = r.patterns[i, j]
-    toks = r.tokens[-_MAX_HTML_COLS:]
-    lo = len(r.tokens) - len(toks)
-    head = "".join(f"<th>{_html_tok(t)}</th>" for t in toks)
+    n = len(r.tokens)
+    shown = _last(n, _MAX_HTML_COLS)
+    head = "".join(f"<th>{_tok(r.tokens[k])}</th>" for k in shown)
     rows = "".join(
-        f"<tr><th>{_html_tok(toks[q - lo])}</th>" + "".join(
-            f"<td title='{float(pat[q, k]):.3f}' style='background:rgba(91,33,182,{float(pat[q, k]):.3f})'></td>"
-            for k in range(lo, len(r.tokens))) + "</tr>"
-        for q in range(lo, len(r.tokens))
+        f"<tr><th>{_tok(r.tokens[q])}</th>"
+        + "".join(_attn_td(float(pat[q, k])) for k in shown)
+        + "</tr>"
+        for q in shown
     )
-    imp = ""
-    if r.importance is not None:
-        scale = float(r.importance.abs().max()) or 1.0
-        imp = "<h2>Head importance</h2><table><tr><th></th>" + "".join(f"<th>H{h}</th>" for h in r.heads) + "</tr>"
-        imp += "".join(
-            f"<tr><th>L{layer}</th>" + "".join(
-                f"<td style='background:{heat_color(float(v) / scale)}'>{float(v):+.2f}</td>" for v in r.importance[a])
-            + "</tr>" for a, layer in enumerate(r.layers))
-        imp += "</table><p class='legend'>direct logit attribution of each head <span class='ramp signed'></span></p>"
     return (
         f"<h2>Attention of <span class='prompt'>{esc(r.prompt)}</span>: L{r.layers[i]}.H{r.heads[j]}</h2>"
         f"<div class='scroll'><table><tr><th>query \\ key</th>{head}</tr>{rows}</table></div>"
         "<p class='legend'>weight <span class='ramp attn'></span> 0 to 1 (the most important head shown)</p>"
-        + imp
+        + _importance_html(r)
     )
 
 
 # ---- patching ----------------------------------------------------------------------------------
 def patch_rows(r: PatchResult) -> tuple[list[str], list[str], list[list[float]]]:
-    """Row labels, column labels and values of the patch grid as a 2-D table (heads x positions flattened)."""
+    """Row labels, column labels and values of the grid as a 2-D table (layer x head rows when 3-D)."""
     names = {"layer": [f"L{x}" for x in r.layers], "head": [f"H{x}" for x in r.heads],
              "pos": [r.tokens[p] for p in r.positions]}
     grid = r.grid.tolist()
@@ -272,13 +291,14 @@ def _patch_title(r: PatchResult) -> str:
     what = f"{r.target_token!r}" + (f" − {r.foil_token!r}" if r.foil_token is not None else "")
     how = {"activation": "activation patching", "attribution": "attribution patching (AtP estimate)",
            "causal_trace": "causal tracing"}.get(r.method, r.method)
-    return f"{how} of {r.component}; metric {r.metric} of {what}: clean {r.clean:.3f}, corrupted {r.corrupted:.3f}"
+    return (f"{how} of {r.component}; metric {r.metric} of {what}: "
+            f"clean {r.clean:.3f}, corrupted {r.corrupted:.3f}")
 
 
 @view.register
 def _(r: PatchResult) -> RenderableType:
     rows, cols, grid = patch_rows(r)
-    shown = list(range(max(0, len(cols) - _MAX_COLS), len(cols)))
+    shown = _last(len(cols), _MAX_COLS)
     scale = max([abs(v) for row in grid for v in row] + [1.0])
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("", style="dim", no_wrap=True)
@@ -286,7 +306,8 @@ def _(r: PatchResult) -> RenderableType:
         table.add_column(_short(cols[c], 5), justify="right", no_wrap=True, min_width=5)
     for name, row in zip(rows, grid, strict=True):
         table.add_row(name, *(Text(f"{row[c]:.2f}", style=signed_style(row[c], scale)) for c in shown))
-    notes = "cell: share of the clean − corrupted difference recovered (1 = clean, 0 = corrupted; red > 0, blue < 0)"
+    notes = "cell: share of the clean − corrupted difference recovered (1 = clean, 0 = corrupted; "
+    notes += "red > 0, blue < 0)"
     if len(shown) < len(cols):
         notes += f"; {len(cols) - len(shown)} earlier column(s) not shown"
     if r.spearman is not None:
@@ -298,17 +319,16 @@ def _(r: PatchResult) -> RenderableType:
 def _(r: PatchResult) -> str:
     rows, cols, grid = patch_rows(r)
     scale = max([abs(v) for row in grid for v in row] + [1.0])
-    head = "".join(f"<th>{_html_tok(c)}</th>" for c in cols)
+    head = "".join(f"<th>{_tok(c)}</th>" for c in cols)
     body = "".join(
-        f"<tr><th>{esc(name)}</th>" + "".join(
-            f"<td style='background:{heat_color(v / scale)}' title='{v:.4f}'>{v:.2f}</td>" for v in row) + "</tr>"
+        f"<tr><th>{esc(name)}</th>" + "".join(_signed_td(v, scale, f"{v:.2f}") for v in row) + "</tr>"
         for name, row in zip(rows, grid, strict=True)
     )
     extra = f"; Spearman vs real patching {r.spearman:.3f}" if r.spearman is not None else ""
+    corrupted = f"<p class='dim'>corrupted: {esc(r.corrupted_prompt)}</p>" if r.corrupted_prompt else ""
     return (
-        f"<h2>{esc(_patch_title(r))}</h2><p class='prompt'>{esc(r.clean_prompt)}</p>"
-        + (f"<p class='dim'>corrupted: {esc(r.corrupted_prompt)}</p>" if r.corrupted_prompt else "")
-        + f"<div class='scroll'><table><tr><th></th>{head}</tr>{body}</table></div>"
-        f"<p class='legend'>share recovered <span class='ramp signed'></span> −{scale:.2f} … +{scale:.2f} "
+        f"<h2>{esc(_patch_title(r))}</h2><p class='prompt'>{esc(r.clean_prompt)}</p>{corrupted}"
+        f"<div class='scroll'><table><tr><th></th>{head}</tr>{body}</table></div>"
+        f"<p class='legend'>share recovered {_SIGNED_RAMP} −{scale:.2f} … +{scale:.2f} "
         f"(1 = clean){esc(extra)}</p>"
     )

@@ -85,13 +85,12 @@ def step_text(step: Step) -> Text:
 
 
 def step_note(step: Step) -> str:
-    """Plain-text mark of a surprising pick (visible without colour): ``unlikely``, ``rank N``."""
-    notes = []
-    if step.prob < LOW_PROB:
-        notes.append("unlikely")
-    if step.rank > 1:
-        notes.append(f"rank {step.rank}")
-    return ", ".join(notes)
+    """Plain-text mark of an unlikely pick (p < ``LOW_PROB``), visible without colour."""
+    return "unlikely" if step.prob < LOW_PROB else ""
+
+
+def _short_prob(p: float) -> str:
+    return f"{p:.2f}".removeprefix("0") if p >= 0.01 else f"{p:.0e}"
 
 
 @_view.register
@@ -132,15 +131,19 @@ def generation_text(r: GenerationResult) -> Text:
 
 def steps_table(r: GenerationResult) -> Table:
     """One row per step: token, probability, rank, entropy, a plain note and the alternatives."""
-    table = Table(box=box.SIMPLE_HEAD, caption="unlikely: p < 0.1 (red); rank N: not the top choice "
-                  "(underlined)", caption_justify="left")
-    for col, just in [("#", "right"), ("token", "left"), ("prob", "right"), ("rank", "right"),
-                      ("entropy", "right"), ("note", "left"), ("alternatives", "left")]:
-        table.add_column(col, justify=just)
+    table = Table(box=box.SIMPLE_HEAD, caption="unlikely: p < 0.1 (red); rank > 1: not the model's top "
+                  "choice (underlined)", caption_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("token", max_width=16, overflow="ellipsis", no_wrap=True)
+    for col in ("prob", "rank", "entropy"):
+        table.add_column(col, justify="right")
+    table.add_column("note")
+    table.add_column("alternatives (prob)", overflow="fold")
     for s in r.steps:
-        alts = ", ".join(f"{visible(a.token)} {fmt_prob(a.prob)}" for a in s.alternatives[:3])
-        table.add_row(str(s.index), token_cell(s.token), Text(fmt_prob(s.prob), prob_style(s.prob)),
-                      str(s.rank), f"{s.entropy:.2f}", Text(step_note(s), "bold red"), alts)
+        alts = "  ".join(f"{visible(a.token)} {_short_prob(a.prob)}" for a in s.alternatives[:3])
+        rank = Text(str(s.rank), "underline" if s.rank > 1 else "")
+        table.add_row(str(s.index), token_cell(s.token), Text(fmt_prob(s.prob), prob_style(s.prob)), rank,
+                      f"{s.entropy:.2f}", Text(step_note(s), "bold red"), alts)
     return table
 
 

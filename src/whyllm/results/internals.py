@@ -67,12 +67,9 @@ class LensResult(Result):
             raise ValueError(f"target_probs must be (layer, pos) = {shape}")
 
     def _cell(self, layer: int, j: int) -> dict[str, Any]:
+        top = zip(self.top_tokens[layer][j], self.top_ids[layer, j], self.top_probs[layer, j], strict=True)
         cell: dict[str, Any] = {
-            "top": [
-                {"token": t, "id": int(i), "prob": round(float(p), 7)}
-                for t, i, p in zip(self.top_tokens[layer][j], self.top_ids[layer, j], self.top_probs[layer, j],
-                                   strict=True)
-            ],
+            "top": [{"token": t, "id": int(i), "prob": round(float(p), 7)} for t, i, p in top],
             "entropy": round(float(self.entropy[layer, j]), 6),
         }
         if self.target_probs is not None:
@@ -96,6 +93,10 @@ class LensResult(Result):
     def _from_doc(cls, d: dict[str, Any]) -> LensResult:
         cells = [layer["positions"] for layer in d["layers"]]
         has_target = d.get("target_id") is not None
+
+        def grid(key: str) -> Tensor | None:
+            return torch.tensor([[c[key] for c in row] for row in cells]) if has_target else None
+
         return cls(
             prompt=d["prompt"], input_ids=tuple(d["input_ids"]), input_tokens=tuple(d["input_tokens"]),
             positions=tuple(d["positions"]), layer_names=tuple(layer["name"] for layer in d["layers"]),
@@ -104,8 +105,7 @@ class LensResult(Result):
             top_tokens=tuple(tuple(tuple(c["token"] for c in cell["top"]) for cell in row) for row in cells),
             entropy=torch.tensor([[cell["entropy"] for cell in row] for row in cells]),
             target=d.get("target"), target_id=d.get("target_id"), target_token=d.get("target_token"),
-            target_probs=torch.tensor([[c["target_prob"] for c in row] for row in cells]) if has_target else None,
-            target_ranks=torch.tensor([[c["target_rank"] for c in row] for row in cells]) if has_target else None,
+            target_probs=grid("target_prob"), target_ranks=grid("target_rank"),
             meta=d.get("meta", {}),
         )
 
@@ -120,7 +120,8 @@ class LensResult(Result):
                        "top_token": self.top_tokens[i][j][0], "top_prob": float(self.top_probs[i, j, 0]),
                        "entropy": float(self.entropy[i, j])}
                 if self.target_probs is not None:
-                    row.update(target_prob=float(self.target_probs[i, j]), target_rank=int(self.target_ranks[i, j]))
+                    row["target_prob"] = float(self.target_probs[i, j])
+                    row["target_rank"] = int(self.target_ranks[i, j])
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -273,7 +274,9 @@ class AttentionResult(Result):
         n = len(self.input_tokens) - self.offset
         want = (len(self.layers), len(self.heads), n, n)
         if tuple(self.patterns.shape) != want:
-            raise ValueError(f"patterns must be (layer, head, query, key) = {want}, got {tuple(self.patterns.shape)}")
+            raise ValueError(
+                f"patterns must be (layer, head, query, key) = {want}, got {tuple(self.patterns.shape)}"
+            )
         if self.importance is not None and tuple(self.importance.shape) != want[:2]:
             raise ValueError(f"importance must be (layer, head) = {want[:2]}")
 
@@ -322,7 +325,8 @@ class AttentionResult(Result):
         lay, hd, q, k = idx.unbind(-1)
         keep = k <= q  # causal: later keys are always 0
         return pd.DataFrame({
-            "layer": torch.tensor(self.layers)[lay[keep]].numpy(), "head": torch.tensor(self.heads)[hd[keep]].numpy(),
+            "layer": torch.tensor(self.layers)[lay[keep]].numpy(),
+            "head": torch.tensor(self.heads)[hd[keep]].numpy(),
             "query": (q[keep] + self.offset).numpy(), "key": (k[keep] + self.offset).numpy(),
             "weight": self.patterns.reshape(-1)[keep].numpy(),
         })
@@ -387,11 +391,12 @@ class PatchResult(Result):
             raise ValueError("clean and corrupted tokens differ in length")
 
     def _doc(self) -> dict[str, Any]:
-        opt = {k: None if getattr(self, k) is None else _rounded(getattr(self, k)) for k in ("values", "reference")}
+        opt = {k: None if (t := getattr(self, k)) is None else _rounded(t) for k in ("values", "reference")}
         return {
             "model": self.meta.get("model"), "clean_prompt": self.clean_prompt,
             "corrupted_prompt": self.corrupted_prompt, "tokens": list(self.tokens),
-            "corrupted_tokens": list(self.corrupted_tokens), "component": self.component, "method": self.method,
+            "corrupted_tokens": list(self.corrupted_tokens), "component": self.component,
+            "method": self.method,
             "metric": self.metric, "target_id": self.target_id, "target_token": self.target_token,
             "foil_id": self.foil_id, "foil_token": self.foil_token, "axes": list(self.axes),
             "layers": list(self.layers), "positions": list(self.positions), "heads": list(self.heads),
@@ -415,7 +420,9 @@ class PatchResult(Result):
 
         labels = {"layer": self.layers, "pos": self.positions, "head": self.heads}
         idx = torch.cartesian_prod(*(torch.arange(s) for s in self.grid.shape)).reshape(-1, self.grid.dim())
-        data: dict[str, Any] = {a: torch.tensor(labels[a])[idx[:, i]].numpy() for i, a in enumerate(self.axes)}
+        data: dict[str, Any] = {
+            a: torch.tensor(labels[a])[idx[:, i]].numpy() for i, a in enumerate(self.axes)
+        }
         data["recovered"] = self.grid.reshape(-1).numpy()
         for name in ("values", "reference"):
             if getattr(self, name) is not None:

@@ -39,7 +39,8 @@ def test_json_output(run, args, kind, field):
 
 def test_terminal_view_and_html(run, tmp_path):
     out = tmp_path / "p.html"
-    res = run("patch", CLEAN, "--corrupted", CORRUPTED, "--target", " Mary", "--foil", " John", "--html", str(out))
+    res = run("patch", CLEAN, "--corrupted", CORRUPTED, "--target", " Mary", "--foil", " John",
+              "--html", str(out))
     assert res.exit_code == 0 and "activation patching of resid_pre" in res.output
     assert out.read_text().startswith("<!doctype html>")
 

@@ -9,8 +9,8 @@ from whyllm.model.hooks import capture, intervene
 CLEAN = "When Mary and John went to the store, John gave a drink to"
 CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 # longer than the tiny Gemma's sliding window (16): exercises real attention masks
-LONG_CLEAN = "When Mary and John went to the store, John gave a drink to Mary. Then Alice and Bob talked, and Bob said"
-LONG_CORRUPTED = "When Mary and John went to the store, John gave a drink to Mary. Then Alice and Bob talked, and Alice said"
+LONG_CLEAN = CLEAN + " Mary. Then Alice and Bob talked, and Bob said"
+LONG_CORRUPTED = CLEAN + " Mary. Then Alice and Bob talked, and Alice said"
 
 
 def site_modules(model, component):

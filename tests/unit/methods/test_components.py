@@ -63,7 +63,7 @@ def test_heads_and_neurons_add_up_to_their_sublayer(any_tiny):
     w = ad.unembed.weight[target].float()
     by_name = {p.name: p.value for p in dec.parts}
     for layer in range(ad.n_layers):
-        heads = sum(v for k, v in by_name.items() if k.startswith(f"L{layer}.H") or k == f"L{layer}.attn_bias")
+        heads = sum(v for k, v in by_name.items() if k.startswith((f"L{layer}.H", f"L{layer}.attn_bias")))
         want = float(frozen(acts[f"attn{layer}"]) @ w)
         assert heads == pytest.approx(want, abs=1e-5)
         bias = ad.out_bias(layer, "mlp_down")
@@ -107,7 +107,8 @@ def test_json_round_trip(tiny):
     assert list(r.to_dataframe().columns) == ["name", "kind", "layer", "head", "value"]
 
 
-@pytest.mark.parametrize("kwargs", [{"target": " Paris", "foil": " Paris"}, {"top_neurons": -1}, {"foil": ""}])
+@pytest.mark.parametrize("kwargs", [{"target": " Paris", "foil": " Paris"}, {"top_neurons": -1},
+                                    {"foil": ""}])
 def test_bad_arguments(tiny, kwargs):
     with pytest.raises(InputError):
         components(tiny("llama"), PROMPT, **kwargs)

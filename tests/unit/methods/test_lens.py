@@ -1,6 +1,6 @@
 import pytest
 import torch
-from internals_common import CLEAN, boom
+from internals_common import boom
 
 from whyllm.errors import InputError
 from whyllm.methods import lens as lens_module
@@ -33,7 +33,8 @@ def test_soft_capped_read_out_is_the_models():
     m = tiny_model("gemma3_text", seed=3)
     m.hf.config.final_logit_softcapping = 0.05  # strong capping, so a missing cap would show
     r = logit_lens(m, PROMPT, top_k=2)
-    torch.testing.assert_close(r.top_probs[-1], _real_logprobs(m, PROMPT).topk(2).values.exp(), atol=1e-6, rtol=1e-5)
+    want = _real_logprobs(m, PROMPT).topk(2).values.exp()
+    torch.testing.assert_close(r.top_probs[-1], want, atol=1e-6, rtol=1e-5)
 
 
 def test_embedding_row_decodes_the_embeddings(tiny):
@@ -69,7 +70,8 @@ def test_json_round_trip_and_dataframe(tiny):
     doc = r.to_dict()
     assert doc["kind"] == "lens" and doc["model"] == "tiny-llama"
     first = doc["layers"][0]
-    assert first["name"] == "embed" and len(first["top"]) == 2 and {"target_prob", "target_rank"} <= set(first)
+    assert first["name"] == "embed" and len(first["top"]) == 2
+    assert {"target_prob", "target_rank"} <= set(first)
     back = LensResult.from_dict(doc)
     assert back.top_tokens == r.top_tokens and torch.equal(back.top_ids, r.top_ids)
     torch.testing.assert_close(back.target_probs, r.target_probs, atol=1e-6, rtol=0)

@@ -77,8 +77,8 @@ def test_small_passes_give_the_same_grid(tiny):
     m = tiny("qwen2")
     calls = []
     big = patch(m, CLEAN, CORRUPTED, component="mlp_out", **IOI)
-    small = patch(m, CLEAN, CORRUPTED, component="mlp_out", max_tokens=1, progress=lambda d, t: calls.append((d, t)),
-                  **IOI)
+    small = patch(m, CLEAN, CORRUPTED, component="mlp_out", max_tokens=1,
+                  progress=lambda d, t: calls.append((d, t)), **IOI)
     torch.testing.assert_close(big.values, small.values, atol=1e-5, rtol=0)
     assert len(calls) > 1 and calls[-1][0] == calls[-1][1]
 
@@ -95,10 +95,11 @@ def test_default_target_and_foil_are_the_top_tokens(tiny):
 
 
 def _first_order(model, component, layer, j, target_id, foil_id, per_head):
-    """d metric / d alpha at alpha = 0 for corrupted + alpha * (clean - corrupted) at one site, by autograd."""
+    """d metric / d alpha at 0 for corrupted + alpha * (clean - corrupted) at one site, by autograd."""
     clean, corr = _ids(model, CLEAN, CORRUPTED)
     mods, inputs = site_modules(model, component)
-    a_clean, a_corr = activations(model, clean, component)[str(layer)], activations(model, corr, component)[str(layer)]
+    a_clean = activations(model, clean, component)[str(layer)]
+    a_corr = activations(model, corr, component)[str(layer)]
     alpha = torch.zeros((), requires_grad=True)
     delta = torch.zeros_like(a_clean)
     if per_head:
@@ -168,8 +169,10 @@ def test_unequal_lengths_say_where(tiny):
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    ({"layers": [2]}, "layer 2 is out of range"), ({"heads": [4], "component": "head"}, "head 4 is out of range"),
-    ({"positions": [15]}, "position 15 is out of range"), ({"target": " Mary", "foil": " Mary"}, "same token"),
+    ({"layers": [2]}, "layer 2 is out of range"),
+    ({"heads": [4], "component": "head"}, "head 4 is out of range"),
+    ({"positions": [15]}, "position 15 is out of range"),
+    ({"target": " Mary", "foil": " Mary"}, "same token"),
 ])
 def test_bad_arguments(tiny, kwargs, error):
     with pytest.raises(InputError, match=error):

