@@ -49,24 +49,28 @@ class PeakRSS:
 
 
 def measure(task, forward, reps: int) -> dict:
-    """Best-of-``reps`` time of ``task`` and of ``forward`` (interleaved), peak memory of the first run."""
+    """Best-of-``reps`` wall and CPU times of ``task`` and ``forward`` (interleaved); memory of run 1."""
     forward()  # warm-up
+    forward()
     fwd = [_time(forward) for _ in range(3)]
     with PeakRSS() as mem:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values = task()
-        runs = [time.perf_counter() - t0]
+        runs = [(time.perf_counter() - t0, time.process_time() - c0)]
     for _ in range(reps - 1):
         runs.append(_time(task))
         fwd.append(_time(forward))
-    return {"seconds": min(runs), "forward_seconds": min(fwd), "fwd_eq": min(runs) / min(fwd),
-            "peak_mb": mem.peak, "extra_mb": mem.peak - mem.base, "values": values}
+    wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)
+    fwall, fcpu = min(f[0] for f in fwd), min(f[1] for f in fwd)
+    return {"seconds": wall, "cpu_seconds": cpu, "forward_seconds": fwall, "forward_cpu_seconds": fcpu,
+            "fwd_eq": wall / fwall, "fwd_eq_cpu": cpu / fcpu, "peak_mb": mem.peak,
+            "extra_mb": mem.peak - mem.base, "values": values}
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _lens_values(probs_fn, n_layers: int, target: int) -> dict:
@@ -125,7 +129,7 @@ def nnsight_task(task: str, spec: dict):
 
         def forward():
             with torch.no_grad():
-                model._model(input_ids=ids)
+                model._module(input_ids=ids)
 
         def run():
             # the nnsight tutorial's logit lens, reduced to top-k and the target inside the trace
@@ -147,7 +151,7 @@ def nnsight_task(task: str, spec: dict):
 
         def forward():
             with torch.no_grad():
-                model._model(input_ids=ids)
+                model._module(input_ids=ids)
 
         def run():
             # clean states and both metrics in one trace, then every patch as one batched trace
@@ -183,7 +187,7 @@ def nnsight_task(task: str, spec: dict):
 def main() -> None:
     lib, task, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(spec.get("threads", 2))
+    torch.set_num_threads(spec.get("threads", 1))
     import warnings
 
     warnings.filterwarnings("ignore")

@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--max-memory-gib", type=float, nargs="+", default=[1.0],
+                    help="whyllm's activation-memory cap per chunk; each value is benchmarked")
     args = ap.parse_args()
 
     import transformers as T
@@ -95,14 +97,16 @@ def main() -> None:
     fwd, fwd_mem = _timed(forward, 5)
     out(step="forward", ms=round(fwd * 1e3, 2), peak_gib=round(fwd_mem, 3))
 
-    for method, kw in [("integrated_gradients", {"steps": args.steps}), ("occlusion", {}),
-                       ("input_x_gradient", {}), ("saliency", {})]:
-        try:
-            sec, mem = _timed(lambda m=method, k=kw: explain(model, prompt, target=" Mary", method=m,
-                                                              faithfulness=False, **k), 2)
-            out(step=f"whyllm {method}", fwd_equiv=round(sec / fwd, 1), seconds=round(sec, 3), peak_gib=round(mem, 2))
-        except Exception as e:  # report and continue: one method failing must not hide the others
-            out(step=f"whyllm {method}", error=f"{type(e).__name__}: {e}")
+    for cap in args.max_memory_gib:
+        for method, kw in [("integrated_gradients", {"steps": args.steps}), ("occlusion", {}),
+                           ("input_x_gradient", {}), ("saliency", {})]:
+            try:
+                sec, mem = _timed(lambda m=method, k=kw: explain(
+                    model, prompt, target=" Mary", method=m, faithfulness=False, max_memory=int(cap * 2**30), **k), 2)
+                out(step=f"whyllm {method}", max_memory_gib=cap, fwd_equiv=round(sec / fwd, 1),
+                    seconds=round(sec, 3), peak_gib=round(mem, 2))
+            except Exception as e:  # report and continue: one method failing must not hide the others
+                out(step=f"whyllm {method}", error=f"{type(e).__name__}: {e}")
     sec, mem = _timed(lambda: explain(model, prompt, target=" Mary", method="integrated_gradients",
                                       steps=args.steps), 2)
     out(step="whyllm integrated_gradients + faithfulness", fwd_equiv=round(sec / fwd, 1), peak_gib=round(mem, 2))

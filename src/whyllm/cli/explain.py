@@ -17,7 +17,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (
 HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
 PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
 GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]
-StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: a number, or 'auto' (until under 1%).")]
+StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: N or 'auto' (until under 1%).")]
+_IG = "integrated_gradients"
 BaselineOpt = Annotated[str, typer.Option(help="'Absent' input: default (pad token), zero, or a token.")]
 
 
@@ -47,14 +48,14 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
 @command()
 def explain(
     prompt: str,
-    target: Annotated[str | None, typer.Option(help="Continuation to explain (default: the predicted token).")] = None,
+    target: Annotated[str | None, typer.Option(help="Continuation to explain (default: prediction).")] = None,
     foil: Annotated[str | None, typer.Option(help="Explain 'target rather than foil'.")] = None,
     method: Annotated[str, typer.Option(help="saliency, input_x_gradient, integrated_gradients, occlusion, "
-                                              "attention, attention_rollout, context_ablation.")] = "integrated_gradients",
+                                              "attention, attention_rollout, context_ablation.")] = _IG,
     granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
-    per_token: Annotated[bool, typer.Option(help="Matrix: each target token from every earlier token.")] = False,
+    per_token: Annotated[bool, typer.Option(help="Matrix: each target token from all earlier ones.")] = False,
     faithfulness: Annotated[bool, typer.Option("--faithfulness/--no-faithfulness",
-                                               help="Score comprehensiveness, sufficiency, deletion AUC.")] = True,
+                                               help="Comprehensiveness, sufficiency, deletion AUC.")] = True,
     samples: Annotated[int | None, typer.Option(help="context_ablation: random ablations to run.")] = None,
     model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
     json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
@@ -72,7 +73,8 @@ def explain(
     m = load(model, dtype, device, prompts=(prompt,))
     with _progress(f"{method}…") as progress:
         res = run(m, prompt, target=target, foil=foil, method=method, granularity=granularity, steps=n_steps,
-                  baseline=baseline, faithfulness=faithfulness, per_token=per_token, progress=progress, **options)
+                  baseline=baseline, faithfulness=faithfulness, per_token=per_token, progress=progress,
+                  **options)
     emit(res, as_json=json, html=html, png=png)
 
 

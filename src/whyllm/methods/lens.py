@@ -28,16 +28,18 @@ def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Te
     rows = max(1, _CHUNK_ELEMENTS // model.adapter.d_vocab)
     out: list[tuple[Tensor, ...]] = []
     for part in resid.split(rows):
-        logp = model.adapter.logits_from_resid(part).float().log_softmax(-1)  # (n, vocab)
-        top = logp.topk(k, dim=-1)
-        ent = -(logp.exp() * logp).nansum(-1)  # (n,)
+        z = model.adapter.logits_from_resid(part).float()  # (n, vocab)
+        lse = torch.logsumexp(z, -1)  # (n,): probabilities are exp(z - lse), never materialised for top-k
+        top = z.topk(k, dim=-1)
+        p = torch.exp(z - lse[:, None])  # (n, vocab)
+        ent = lse - torch.bmm(p[:, None, :], z[:, :, None])[:, 0, 0]  # H = lse - sum p z, one fused pass
         if target is None:
             tp = tr = torch.zeros(part.shape[0])
         else:
-            t = logp[:, target : target + 1]  # (n, 1)
-            tp, tr = t[:, 0].exp(), (logp > t).sum(-1) + 1
-        out.append((top.indices, top.values.exp(), ent, tp, tr))
-        del logp
+            zt = z[:, target]  # (n,)
+            tp, tr = torch.exp(zt - lse), (z > zt[:, None]).sum(-1) + 1
+        out.append((top.indices, torch.exp(top.values - lse[:, None]), ent, tp, tr))
+        del z, p
     return tuple(torch.cat(x) for x in zip(*out, strict=True))
 
 

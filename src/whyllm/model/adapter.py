@@ -298,11 +298,16 @@ class ModelAdapter:
         Returns the largest absolute difference; raises :class:`ParityError` above ``atol`` times the
         logits' scale.
         """
+        import inspect
+
         from whyllm.model.hooks import capture
 
+        # The read-out is the same at every position: the last one is enough, and HF models can
+        # skip the full-vocabulary logits of the others (most of the check's cost for big vocabs).
+        last_only = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         with torch.no_grad(), capture({"last": self.blocks[-1]}) as acts:
-            logits = self.model(input_ids=input_ids).logits
-        mine = self.logits_from_resid(acts["last"])
+            logits = self.model(input_ids=input_ids, **({"logits_to_keep": 1} if last_only else {})).logits
+            mine = self.logits_from_resid(acts["last"][:, -logits.shape[1]:])  # (batch, pos, vocab)
         diff = (mine.float() - logits.float()).abs().max().item()
         tol = atol * max(1.0, logits.float().abs().max().item())
         if not diff <= tol:  # also catches NaN

@@ -56,11 +56,13 @@ def _faith_lines(r: AttributionResult) -> list[str]:
         lines.append(f"integrated gradients: {r.steps} steps{err}")
     f = r.faithfulness
     if f is not None:
-        comp = ", ".join(f"{k:.0%}: {v:.3f}" for k, v in zip(f.fractions, f.comprehensiveness_at, strict=True))
+        pairs = zip(f.fractions, f.comprehensiveness_at, strict=True)
+        comp = ", ".join(f"{k:.0%}: {v:.3f}" for k, v in pairs)
         suff = ", ".join(f"{k:.0%}: {v:.3f}" for k, v in zip(f.fractions, f.sufficiency_at, strict=True))
         lines.append(f"comprehensiveness {f.comprehensiveness:.3f} ({comp}; higher is better)")
         lines.append(f"sufficiency {f.sufficiency:.3f} ({suff}; lower is better)")
-        lines.append(f"deletion AUC {f.deletion_auc:.3f} (lower is better); f without any unit {f.empty_score:.3f}")
+        lines.append(f"deletion AUC {f.deletion_auc:.3f} (lower is better); "
+                     f"f without any unit {f.empty_score:.3f}")
     return lines
 
 
@@ -84,7 +86,8 @@ def _(r: AttributionResult) -> RenderableType:
     for text, rel, _u in pieces(r):
         heat.append(visible(text) if rel is None else text, style="dim" if rel is None else heat_style(rel))
     table = Table(title=f"top units (of {len(r.units)})", title_justify="left")
-    for col, just in [("rank", "right"), ("unit", "left"), ("tokens", "right"), ("score", "right"), ("", "left")]:
+    cols = [("rank", "right"), ("unit", "left"), ("tokens", "right"), ("score", "right"), ("", "left")]
+    for col, just in cols:
         table.add_column(col, justify=just)
     scale = max((abs(u.score) for u in r.units), default=0.0) or 1.0
     for i, u in enumerate(r.ranked()[:_TOP]):

@@ -39,7 +39,8 @@ class Unit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (see docs/schema.md)."""
-        return {"text": self.text, "score": self.score, "start": self.start, "end": self.end, "role": self.role}
+        return {"text": self.text, "score": self.score, "start": self.start, "end": self.end,
+                "role": self.role}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Unit:
@@ -96,8 +97,10 @@ class Faithfulness:
         return {
             "comprehensiveness": self.comprehensiveness, "sufficiency": self.sufficiency,
             "deletion_auc": self.deletion_auc, "fractions": list(self.fractions),
-            "comprehensiveness_at": list(self.comprehensiveness_at), "sufficiency_at": list(self.sufficiency_at),
-            "deletion_curve": {"fraction": list(self.deletion_fractions), "score": list(self.deletion_scores)},
+            "comprehensiveness_at": list(self.comprehensiveness_at),
+            "sufficiency_at": list(self.sufficiency_at),
+            "deletion_curve": {"fraction": list(self.deletion_fractions),
+                               "score": list(self.deletion_scores)},
             "full_score": self.full_score, "empty_score": self.empty_score,
         }
 
@@ -125,7 +128,8 @@ class AttributionResult(Result):
         input_ids / input_tokens: every input token (``pos``), special and template tokens included.
         token_scores: ``(pos,)`` float32 attribution per input token (0 for masked tokens; a unit-level
             method spreads each unit's score evenly over its tokens).
-        units: scored units at ``granularity``, in input order; masked tokens (BOS, chat template) are in none.
+        units: scored units at ``granularity``, in input order; masked tokens (BOS, chat template) are
+            in none.
         faithfulness: comprehensiveness, sufficiency and the deletion curve, or ``None`` when turned off.
         baseline: what "absent" means for this run (baseline token or ``"zero"``/``"tensor"``).
         steps / completeness_error: integrated gradients' step count and relative completeness error.
@@ -211,7 +215,7 @@ class AttributionResult(Result):
         )
 
     def to_dataframe(self):
-        """One row per unit: ``rank`` (1 = highest score), ``text``, ``score``, ``start``, ``end``, ``role``."""
+        """One row per unit: ``rank`` (1 = highest), ``text``, ``score``, ``start``, ``end``, ``role``."""
         import pandas as pd
 
         rank = {id(u): i + 1 for i, u in enumerate(self.ranked())}
@@ -250,7 +254,8 @@ class EvaluationResult(Result):
     def _doc(self) -> dict[str, Any]:
         return {
             "model": self.meta.get("model"), "prompts": list(self.prompts), "methods": list(self.methods),
-            "rows": list(self.rows), "ranking": list(self.ranking), "settings": self.settings, "meta": self.meta,
+            "rows": list(self.rows), "ranking": list(self.ranking), "settings": self.settings,
+            "meta": self.meta,
         }
 
     @classmethod

@@ -79,7 +79,7 @@ def _keys(prep: Prepared, granularity: str) -> list[object]:
 def make_units(prep: Prepared, granularity: str) -> list[UnitSpan]:
     """The units of ``prep`` at ``granularity``, in input order."""
     if granularity not in GRANULARITIES:
-        raise InputError(f"granularity {granularity!r} is not valid; choose one of {', '.join(GRANULARITIES)}")
+        raise InputError(f"granularity {granularity!r} is not valid; use {', '.join(GRANULARITIES)}")
     if granularity == "turn" and all(t is None for t in prep.turns):
         raise InputError("granularity 'turn' needs a chat prompt (a list of role/content messages)")
     keys = _keys(prep, granularity)

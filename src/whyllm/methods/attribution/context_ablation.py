@@ -19,7 +19,9 @@ from whyllm.methods.attribution.engine import Job, MethodOutput, masked_scores
 __all__ = ["context_ablation", "lasso"]
 
 
-def lasso(x: np.ndarray, y: np.ndarray, alpha: float, *, iters: int = 1000, tol: float = 1e-7) -> tuple[np.ndarray, float]:
+def lasso(
+    x: np.ndarray, y: np.ndarray, alpha: float, *, iters: int = 1000, tol: float = 1e-7,
+) -> tuple[np.ndarray, float]:
     """Minimise ``||y - x w - b||^2 / (2 n) + alpha * ||w||_1`` by cyclic coordinate descent.
 
     Same objective as scikit-learn's ``Lasso(alpha)`` with an intercept. Returns ``(w, b)``.

@@ -17,6 +17,7 @@ from whyllm.results.base import meta
 
 __all__ = ["evaluate"]
 
+_KEYS = {"prompt", "target", "foil"}
 # metric -> True when higher is better
 _METRICS = {"comprehensiveness": True, "sufficiency": False, "deletion_auc": False}
 
@@ -27,8 +28,8 @@ def _items(prompts: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
     items = []
     for p in prompts:
         item = {"prompt": p} if isinstance(p, str) else dict(p) if isinstance(p, dict) else None
-        if item is None or not isinstance(item.get("prompt"), str) or set(item) - {"prompt", "target", "foil"}:
-            raise InputError(f"prompt {p!r} must be text or a dict with 'prompt' (and optional 'target', 'foil')")
+        if item is None or not isinstance(item.get("prompt"), str) or set(item) - _KEYS:
+            raise InputError(f"prompt {p!r} must be text or a dict with 'prompt' (and 'target', 'foil')")
         items.append(item)
     return items
 
@@ -56,7 +57,10 @@ def evaluate(
         model: the model.
         prompts: texts, or dicts ``{"prompt", "target"?, "foil"?}`` (no target: the predicted token).
         methods: method names (default: all of them).
-        granularity / steps / baseline / fractions: as for :func:`whyllm.explain`.
+        granularity: unit size, as for :func:`whyllm.explain`.
+        steps: integrated gradients' steps (or ``"auto"``).
+        baseline: the "absent" input, as for :func:`whyllm.explain`.
+        fractions: top-k fractions of the faithfulness metrics.
         progress: called with ``(runs done, runs)``.
 
     The ranking orders methods by the mean of their ranks on mean comprehensiveness (higher is
@@ -78,7 +82,8 @@ def evaluate(
                          "seconds": time.perf_counter() - start})
             if progress is not None:
                 progress(len(rows), len(items) * len(names))
-    settings = {"granularity": granularity, "steps": steps, "baseline": baseline, "fractions": list(fractions)}
+    settings = {"granularity": granularity, "steps": steps, "baseline": baseline,
+                "fractions": list(fractions)}
     return EvaluationResult(
         prompts=tuple(it["prompt"] for it in items), methods=tuple(names), rows=tuple(rows),
         ranking=tuple(_ranking(rows, names)), settings=settings, meta=meta(model, "evaluate", **settings),

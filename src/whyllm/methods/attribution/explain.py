@@ -57,7 +57,8 @@ def _causal(out: MethodOutput, target: Target, units, n: int) -> MethodOutput:
     """Zero what a group cannot depend on: tokens after its last read position (per-token matrix)."""
     if target.n_groups == 1:
         return out
-    last = torch.stack([(target.read_off[target.read_group == g] + n - 1).max() for g in range(target.n_groups)])
+    groups = range(target.n_groups)
+    last = torch.stack([(target.read_off[target.read_group == g] + n - 1).max() for g in groups])
     if out.token_scores is not None:
         out.token_scores = out.token_scores * (torch.arange(n)[None, :] <= last[:, None])
     if out.unit_scores is not None:
@@ -67,7 +68,8 @@ def _causal(out: MethodOutput, target: Target, units, n: int) -> MethodOutput:
 
 
 def _run(
-    model: Model, prep: Prepared, target: Target | None, *, prompt_text: str, method: str, granularity: str, steps: int | str,
+    model: Model, prep: Prepared, target: Target | None, *, prompt_text: str, method: str, granularity: str,
+    steps: int | str,
     baseline: str | Tensor, faithful: bool, fractions: tuple[float, ...], max_memory: int, progress: Progress,
     options: dict[str, Any], foil_ids: list[int] | None = None, make=None, step: dict | None = None,
 ) -> AttributionResult:
@@ -105,7 +107,8 @@ def _result(model, prep, target, method, granularity, units, tokens, total, fait
         method=method, granularity=granularity, target=target.text, target_ids=target.ids, foil=target.foil,
         foil_ids=target.foil_ids, target_kind=target.kind, score=score, input_ids=tuple(prep.ids[0].tolist()),
         input_tokens=prep.tokens, token_scores=tokens.sum(0).float().contiguous(),
-        units=tuple(Unit(unit_text(prep, u), float(total[k]), u.start, u.end, u.role) for k, u in enumerate(units)),
+        units=tuple(Unit(unit_text(prep, u), float(total[k]), u.start, u.end, u.role)
+                    for k, u in enumerate(units)),
         faithfulness=faith, baseline=label, steps=out.steps, completeness_error=out.completeness_error,
         matrix=tokens.float().contiguous() if per_token else None,
         matrix_tokens=tuple(model.token_texts(list(target.ids))) if per_token else None,
@@ -165,15 +168,17 @@ def explain(
     if per_token and (target_ids is None or foil_ids is not None):
         raise InputError("per_token=True needs a target (or continuation) and no foil")
     prep = prepare(model, prompt, room=max(len(target_ids or [1]), len(foil_ids or [])) - 1)
-    common = dict(prompt_text=prep.text, method=method, granularity=granularity, steps=steps, baseline=baseline, faithful=faithfulness,
-                  fractions=fractions, max_memory=max_memory, progress=progress, options=method_options)
+    common = dict(prompt_text=prep.text, method=method, granularity=granularity, steps=steps,
+                  baseline=baseline, faithful=faithfulness, fractions=fractions, max_memory=max_memory,
+                  progress=progress, options=method_options)
     if per_token:
         prep = extend(model, prep, target_ids[:-1])
         return _run(model, prep, per_token_target(target_ids, target), **common)
     if target_ids is None:
         def make(pred: int) -> Target:
-            return continuation_target(model, prep.n, [pred], model.tokenizer.decode([pred]), foil_ids=foil_ids,
-                                       foil=foil, kind="next_token" if foil_ids is None else "contrast")
+            kind = "next_token" if foil_ids is None else "contrast"
+            text = model.tokenizer.decode([pred])
+            return continuation_target(model, prep.n, [pred], text, foil_ids=foil_ids, foil=foil, kind=kind)
         return _run(model, prep, None, foil_ids=foil_ids, make=make, **common)
     tgt = continuation_target(model, prep.n, target_ids, target, foil_ids=foil_ids, foil=foil)
     return _run(model, prep, tgt, **common)

@@ -132,7 +132,7 @@ def prepare(model: Model, prompt: str | list[dict[str, str]], *, room: int = 0) 
         from whyllm.methods.chat import chat_prompt
 
         for m in prompt:
-            if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
+            if not (isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str)):
                 raise InputError(f"chat message {m!r} needs a role in {_ROLES} and text content")
         text = chat_prompt(model, prompt)
         ids = model.encode(text, room=room)
@@ -212,7 +212,9 @@ def _token_id(model: Model, name: str) -> int | None:
     return int(ids[0])
 
 
-def baseline_embeddings(model: Model, prep: Prepared, x: Tensor, baseline: str | Tensor) -> tuple[Tensor, str]:
+def baseline_embeddings(
+    model: Model, prep: Prepared, x: Tensor, baseline: str | Tensor,
+) -> tuple[Tensor, str]:
     """Embeddings of the "absent" input, ``(1, pos, d_model)``, and a label for it.
 
     Masked tokens (BOS, template) keep their real embedding ``x``. ``baseline`` is ``"default"``
@@ -238,11 +240,11 @@ def baseline_embeddings(model: Model, prep: Prepared, x: Tensor, baseline: str |
     elif isinstance(baseline, str) and baseline:
         tid = _token_id(model, baseline)
         if tid is None:
-            raise InputError(f"{model.name} has no {baseline!r} token; choose 'zero', another token or a tensor")
+            raise InputError(f"{model.name} has no {baseline!r} token; use 'zero', another token or a tensor")
         with torch.no_grad():
             emb = model.adapter.embed(torch.tensor([[tid]], device=model.device))  # (1, 1, d_model)
         base, label = emb.expand(1, prep.n, d), model.tokenizer.convert_ids_to_tokens(tid)
     else:
-        raise InputError(f"baseline {baseline!r} is not valid; use 'default', 'zero', 'pad', a token or a tensor")
+        raise InputError(f"baseline {baseline!r} is not valid; use default, zero, mean, a token or a tensor")
     masked = prep.masked.to(x.device)[None, :, None]  # (1, pos, 1)
     return torch.where(masked, x, base).detach(), str(label)

@@ -31,10 +31,13 @@ def _cand(model: Model, tid: int, lp: Tensor, dist: Tensor) -> dict[str, Any]:
             "sample_prob": float(dist[tid]), "cut": bool(dist[tid] == 0)}
 
 
-def step_distribution(model: Model, ids: list[int], chosen: int, s: DecodingSettings, k: int = 5) -> dict[str, Any]:
+def step_distribution(
+    model: Model, ids: list[int], chosen: int, s: DecodingSettings, k: int = 5,
+) -> dict[str, Any]:
     """How token ``chosen`` was drawn after ``ids``: kept/cut candidates and the runner-up."""
     with torch.no_grad():
-        logits = model.hf(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=1).logits[0, -1].float()
+        inp = torch.tensor([ids], device=model.device)  # (1, pos)
+        logits = model.hf(input_ids=inp, logits_to_keep=1).logits[0, -1].float()
     lp = logits.log_softmax(-1)  # (vocab,)
     dist = sampling_distribution(logits, s)  # (vocab,), zero where the settings cut
     others = dist.clone()
@@ -45,7 +48,8 @@ def step_distribution(model: Model, ids: list[int], chosen: int, s: DecodingSett
         masked[chosen] = float("-inf")
         runner = int(masked.argmax())
     kept_ids = dist.topk(min(k, int((dist > 0).sum()))).indices.tolist()
-    cut_ids = lp.masked_fill(dist > 0, float("-inf")).topk(k).indices.tolist() if bool((dist == 0).any()) else []
+    cut_ids = lp.masked_fill(dist > 0, float("-inf")).topk(k).indices.tolist() if bool((dist == 0).any()) \
+        else []
     return {
         **_cand(model, chosen, lp, dist), "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
         "greedy": s.is_greedy, "kept": int((dist > 0).sum()), "runner_up": _cand(model, runner, lp, dist),
@@ -57,7 +61,8 @@ def step_distribution(model: Model, ids: list[int], chosen: int, s: DecodingSett
 
 def explain_step(
     model: Model, generation: GenerationResult, step: int, *, method: str = "integrated_gradients",
-    contrast: bool = True, granularity: str = "token", steps: int | str = 32, baseline: str | Tensor = "default",
+    contrast: bool = True, granularity: str = "token", steps: int | str = 32,
+    baseline: str | Tensor = "default",
     faithfulness: bool = True, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     max_memory: int = DEFAULT_MAX_MEMORY, progress: Progress = None, **method_options: Any,
 ) -> AttributionResult:
@@ -72,15 +77,22 @@ def explain_step(
         model: the model that generated (same tokenizer).
         generation: from :func:`whyllm.generate`.
         step: 0-based index of the generated token to explain.
-        method / granularity / steps / baseline / faithfulness / fractions / max_memory / progress:
-            as for :func:`whyllm.explain`.
+        method: attribution method, as for :func:`whyllm.explain`.
+        granularity: unit size (token, word, sentence).
+        steps: integrated gradients' steps (or ``"auto"``).
+        baseline: the "absent" input, as for :func:`whyllm.explain`.
+        faithfulness: also compute the faithfulness metrics.
+        fractions: top-k fractions of those metrics.
+        max_memory: activation memory per batch chunk, in bytes.
+        progress: called with ``(done, total)``.
         contrast: explain ``log p(chosen) - log p(runner-up)`` at the sampling temperature (default);
             ``False`` explains the chosen token's log-probability under the sampling distribution.
         **method_options: as for :func:`whyllm.explain`.
     """
     _check(method, steps, method_options)
     if not isinstance(step, int) or not 0 <= step < len(generation.steps):
-        raise InputError(f"step {step!r} is out of range; this generation has steps 0..{len(generation.steps) - 1}")
+        last = len(generation.steps) - 1
+        raise InputError(f"step {step!r} is out of range; this generation has steps 0..{last}")
     ids = list(generation.prompt_ids) + [s.id for s in generation.steps[:step]]
     if max(ids) >= model.adapter.d_vocab:
         raise InputError(f"the generation has token ids outside {model.name}'s vocabulary; "
@@ -99,6 +111,6 @@ def explain_step(
         target = continuation_target(model, prep.n, [chosen], info["token"], kind="sampled",
                                      temperature=temperature, keep=None if s.is_greedy else keep)
     info["step"] = step
-    return _run(model, prep, target, prompt_text=prep.text, method=method, granularity=granularity, steps=steps,
-                baseline=baseline, faithful=faithfulness, fractions=fractions, max_memory=max_memory,
-                progress=progress, options=method_options, step=info)
+    return _run(model, prep, target, prompt_text=prep.text, method=method, granularity=granularity,
+                steps=steps, baseline=baseline, faithful=faithfulness, fractions=fractions,
+                max_memory=max_memory, progress=progress, options=method_options, step=info)

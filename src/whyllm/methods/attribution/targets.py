@@ -155,7 +155,8 @@ def continuation_target(
     if kind is None:
         kind = "contrast" if foil_ids is not None else "token" if len(target_ids) == 1 else "continuation"
     return Target(
-        kind=kind, text=text, ids=tuple(target_ids), foil=foil, foil_ids=tuple(foil_ids) if foil_ids else None,
+        kind=kind, text=text, ids=tuple(target_ids), foil=foil,
+        foil_ids=tuple(foil_ids) if foil_ids else None,
         appended=appended, read_row=rows, read_off=offs, read_tok=toks, read_weight=weights,
         read_group=torch.zeros_like(rows), temperature=temperature, keep=keep,
     )
@@ -167,6 +168,7 @@ def per_token_target(target_ids: list[int], text: str) -> Target:
     offs = torch.arange(n) - (n - 1)
     return Target(
         kind="continuation", text=text, ids=tuple(target_ids), foil=None, foil_ids=None,
-        appended=torch.zeros(1, 0, dtype=torch.long), read_row=torch.zeros(n, dtype=torch.long), read_off=offs,
+        appended=torch.zeros(1, 0, dtype=torch.long), read_row=torch.zeros(n, dtype=torch.long),
+        read_off=offs,
         read_tok=torch.tensor(target_ids), read_weight=torch.ones(n), read_group=torch.arange(n), n_groups=n,
     )
