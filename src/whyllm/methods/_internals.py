@@ -59,7 +59,7 @@ def check_index(value: int, size: int, what: str, plural: str) -> int:
 
 
 def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...]:
-    """Absolute, de-duplicated positions (negative ones count from the end); all when ``None``."""
+    """Absolute positions in order, without repeats (negative ones count from the end); all when ``None``."""
     if positions is None:
         return tuple(range(n))
     out: list[int] = []
@@ -72,7 +72,7 @@ def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...
             out.append(p % n)
     if not out:
         raise InputError("positions is empty; give at least one position or None for all")
-    return tuple(out)
+    return tuple(sorted(out))
 
 
 @dataclass

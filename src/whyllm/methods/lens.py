@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from whyllm.errors import InputError
 from whyllm.methods._internals import resolve_positions, token_id
@@ -19,27 +19,53 @@ __all__ = ["logit_lens"]
 _CHUNK_ELEMENTS = 1 << 25  # logits decoded at once (128 MB of float32): bounds memory, not speed
 
 
+def _logits_into(model: Model, resid: Tensor, out: Tensor) -> Tensor:
+    """``adapter.logits_from_resid(resid)`` written into ``out`` ``(n, vocab)`` float32.
+
+    Reusing one buffer matters: a fresh 128 MB tensor per chunk costs more in page faults than the
+    reductions that read it. The fast path is the adapter's read-out step by step (final norm,
+    unembedding, soft-capping) for a plain float32 ``nn.Linear`` unembedding.
+    """
+    ad = model.adapter
+    unembed = ad.unembed
+    if not isinstance(unembed, nn.Linear) or unembed.weight.dtype != torch.float32:
+        return out.copy_(ad.logits_from_resid(resid).float())
+    torch.mm(ad.ln_final(resid).float(), unembed.weight.t(), out=out)
+    if unembed.bias is not None:
+        out.add_(unembed.bias)
+    if ad.softcap:
+        out.div_(ad.softcap).tanh_().mul_(ad.softcap)
+    return out
+
+
 def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Tensor, ...]:
     """Top-k, entropy and target prob/rank of ``resid`` ``(n, d_model)``, a chunk of rows at a time.
 
     Rows of all layers go through together: each chunk reads the unembedding matrix once, which is
-    what a few rows cost (``positions=[-1]`` decodes every layer in one chunk).
+    what a few rows cost (``positions=[-1]`` decodes every layer in one chunk). Each chunk makes
+    three passes over its logits besides top-k: ``exp``, their sum and their dot product with the
+    logits (entropy), and a count of the logits above the target's (rank).
     """
-    rows = max(1, _CHUNK_ELEMENTS // model.adapter.d_vocab)
+    rows = min(resid.shape[0], max(1, _CHUNK_ELEMENTS // model.adapter.d_vocab))
+    z_buf = torch.empty(rows, model.adapter.d_vocab, device=resid.device)  # (rows, vocab)
+    e_buf = torch.empty_like(z_buf)
     out: list[tuple[Tensor, ...]] = []
     for part in resid.split(rows):
-        z = model.adapter.logits_from_resid(part).float()  # (n, vocab)
-        lse = torch.logsumexp(z, -1)  # (n,): probabilities are exp(z - lse), never materialised for top-k
+        n = part.shape[0]
+        z, e = _logits_into(model, part, z_buf[:n]), e_buf[:n]
+        m = z.amax(-1, keepdim=True)  # (n, 1)
         top = z.topk(k, dim=-1)
-        p = torch.exp(z - lse[:, None])  # (n, vocab)
-        ent = lse - torch.bmm(p[:, None, :], z[:, :, None])[:, 0, 0]  # H = lse - sum p z, one fused pass
+        torch.sub(z, m, out=e).exp_()  # exp(z - max)
+        total = e.sum(-1)  # (n,)
+        lse = m[:, 0] + total.log()
+        ent = lse - e.mul_(z).sum(-1) / total  # H = lse - sum(p z)
         if target is None:
-            tp = tr = torch.zeros(part.shape[0])
+            tp = tr = torch.zeros(n)
         else:
-            zt = z[:, target]  # (n,)
-            tp, tr = torch.exp(zt - lse), (z > zt[:, None]).sum(-1) + 1
+            zt = z[:, target : target + 1]  # (n, 1)
+            tp = torch.exp(zt[:, 0] - lse)
+            tr = torch.sub(z, zt, out=e).clamp_(min=0).sign_().sum(-1).long() + 1  # logits above the target's
         out.append((top.indices, torch.exp(top.values - lse[:, None]), ent, tp, tr))
-        del z, p
     return tuple(torch.cat(x) for x in zip(*out, strict=True))
 
 

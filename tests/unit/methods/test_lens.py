@@ -51,9 +51,9 @@ def test_positions_select_columns_of_the_full_grid(tiny):
     m = tiny("qwen2")
     full = logit_lens(m, PROMPT, target=" Paris")
     part = logit_lens(m, PROMPT, target=" Paris", positions=[-1, 2])
-    assert part.positions == (5, 2)
-    assert torch.equal(part.top_ids, full.top_ids[:, [5, 2]])
-    torch.testing.assert_close(part.target_probs, full.target_probs[:, [5, 2]])
+    assert part.positions == (2, 5)  # sorted: the last column is the last position
+    assert torch.equal(part.top_ids, full.top_ids[:, [2, 5]])
+    torch.testing.assert_close(part.target_probs, full.target_probs[:, [2, 5]])
 
 
 def test_small_chunks_give_the_same_grid(tiny, monkeypatch):

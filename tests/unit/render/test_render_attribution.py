@@ -49,8 +49,8 @@ def test_html_escapes_everything():
 
 
 def test_step_and_matrix_views():
-    step = {"step": 3, "token": " x", "id": 7, "prob": 0.2, "sample_prob": 0.4, "cut": False, "temperature": 0.7,
-            "top_k": 5, "top_p": None, "greedy": False, "kept": 5,
+    step = {"step": 3, "token": " x", "id": 7, "prob": 0.2, "sample_prob": 0.4, "cut": False,
+            "temperature": 0.7, "top_k": 5, "top_p": None, "greedy": False, "kept": 5,
             "runner_up": {"token": " y", "id": 8, "prob": 0.1, "sample_prob": 0.2, "cut": False},
             "candidates": [], "cut_candidates": [{"token": "<z>", "id": 9, "prob": 0.01, "sample_prob": 0.0,
                                                   "cut": True}]}

@@ -59,7 +59,7 @@ def test_patch_view(results):
     assert "activation patching of resid_pre" in text and "L1" in text and "1.00" in text
     assert "Spearman" in _text(results["atp"])
     rows, cols, grid = patch_rows(results["heads"])
-    assert rows[:2] == ["L0.H0", "L0.H1"] and cols == [" to", " drink"]
+    assert rows[:2] == ["L0.H0", "L0.H1"] and cols == [" drink", " to"]
     assert len(grid) == len(rows) and len(grid[0]) == 2
 
 

@@ -7,7 +7,8 @@ from whyllm.results.attribution import AttributionResult, EvaluationResult, Fait
 def _result(**over):
     base = dict(
         prompt="a b", method="occlusion", granularity="token", target=" c", target_ids=(7,), foil=None,
-        foil_ids=None, target_kind="token", score=-1.5, input_ids=(1, 5, 6), input_tokens=("<bos>", "a", " b"),
+        foil_ids=None, target_kind="token", score=-1.5, input_ids=(1, 5, 6),
+        input_tokens=("<bos>", "a", " b"),
         token_scores=torch.tensor([0.0, 0.5, -0.25]), units=(Unit("a", 0.5, 1, 2), Unit(" b", -0.25, 2, 3)),
         faithfulness=Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 0.5, 1.0), (-1.5, -2.5, -3.0), -1.5, -3.0),
     )
@@ -48,7 +49,8 @@ def test_round_trip_and_ranking():
 
 
 def test_evaluation_validation():
-    rows = ({"prompt": 0, "method": "a", "comprehensiveness": 1, "sufficiency": 0, "deletion_auc": -1, "seconds": 1},)
+    rows = ({"prompt": 0, "method": "a", "comprehensiveness": 1, "sufficiency": 0, "deletion_auc": -1,
+             "seconds": 1},)
     ranking = ({"rank": 1, "method": "a"},)
     EvaluationResult(prompts=("p",), methods=("a",), rows=rows, ranking=ranking)
     with pytest.raises(ValueError):

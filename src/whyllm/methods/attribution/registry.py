@@ -13,7 +13,7 @@ __all__ = ["UNIT_METHODS", "get_method", "methods"]
 _METHODS = MappingProxyType({
     "saliency": "whyllm.methods.attribution.gradients:saliency",
     "input_x_gradient": "whyllm.methods.attribution.gradients:input_x_gradient",
-    "integrated_gradients": "whyllm.methods.attribution.gradients:integrated_gradients",
+    "integrated_gradients": "whyllm.methods.attribution.integrated:integrated_gradients",
     "occlusion": "whyllm.methods.attribution.occlusion:occlusion",
     "attention": "whyllm.methods.attribution.attention:attention",
     "attention_rollout": "whyllm.methods.attribution.attention:attention_rollout",

@@ -26,10 +26,10 @@ def test_lasso_penalty_zeroes_small_weights():
 
 
 def test_seeded_and_close_to_occlusion_in_sign(llama):
-    a = explain(llama, PROMPT, target=" Mary", method="context_ablation", granularity="word", samples=48, seed=3,
-                faithfulness=False)
-    b = explain(llama, PROMPT, target=" Mary", method="context_ablation", granularity="word", samples=48, seed=3,
-                faithfulness=False)
+    kw = dict(target=" Mary", method="context_ablation", granularity="word", samples=48, seed=3,
+              faithfulness=False)
+    a = explain(llama, PROMPT, **kw)
+    b = explain(llama, PROMPT, **kw)
     torch.testing.assert_close(a.token_scores, b.token_scores)
     assert a.extras["samples"] == 48 and 0 <= a.extras["r2"] <= 1
 

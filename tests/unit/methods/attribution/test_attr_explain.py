@@ -29,8 +29,8 @@ def _clean(model, before):
 
 
 def test_registry_lists_every_method():
-    assert METHODS == sorted(["saliency", "input_x_gradient", "integrated_gradients", "occlusion", "attention",
-                              "attention_rollout", "context_ablation"])
+    assert METHODS == sorted(["saliency", "input_x_gradient", "integrated_gradients", "occlusion",
+                              "attention", "attention_rollout", "context_ablation"])
     from whyllm.methods.registry import get_analysis
 
     assert get_analysis("explain") is explain
@@ -130,7 +130,8 @@ def test_explain_step_uses_the_decoding_settings(llama):
     assert r.target_kind == "contrast" and r.foil_ids == (s["runner_up"]["id"],)
     assert len(r.input_ids) == len(gen.prompt_ids) + 2
     plain = explain_step(llama, gen, 2, method="saliency", contrast=False, faithfulness=False)
-    assert plain.target_kind == "sampled" and plain.score == pytest.approx(math.log(chosen.sample_prob), abs=1e-4)
+    assert plain.target_kind == "sampled"
+    assert plain.score == pytest.approx(math.log(chosen.sample_prob), abs=1e-4)
     with pytest.raises(InputError, match="out of range"):
         explain_step(llama, gen, 9)
 

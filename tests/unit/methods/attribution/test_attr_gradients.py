@@ -9,7 +9,7 @@ from captum.attr import InputXGradient, IntegratedGradients, LayerIntegratedGrad
 
 from whyllm.errors import InputError
 from whyllm.methods.attribution import explain
-from whyllm.methods.attribution.gradients import gauss_legendre
+from whyllm.methods.attribution.integrated import gauss_legendre
 
 # float32 throughout: ours and Captum's run the same computation in a different batch layout
 RTOL, ATOL = 1e-4, 1e-6
@@ -40,8 +40,10 @@ def test_layer_integrated_gradients_on_the_embedding_agrees(setup):
     model, prep, _, _, mary = setup
     baseline_ids = prep.ids.clone()
     baseline_ids[0, 1:] = model.tokenizer.unk_token_id  # BOS kept, as whyllm does
-    lig = LayerIntegratedGradients(
-        lambda ids: model.hf(input_ids=ids).logits[:, -1].float().log_softmax(-1)[:, mary], model.adapter.embed)
+    def f(ids):
+        return model.hf(input_ids=ids).logits[:, -1].float().log_softmax(-1)[:, mary]
+
+    lig = LayerIntegratedGradients(f, model.adapter.embed)
     want = lig.attribute(prep.ids, baselines=baseline_ids, n_steps=32, method="gausslegendre").sum(-1)[0]
     r = explain(model, PROMPT, target=" Mary", baseline="unk", faithfulness=False)
     torch.testing.assert_close(r.token_scores, want.detach(), rtol=RTOL, atol=ATOL)
@@ -78,7 +80,7 @@ def test_zero_baseline_warns_when_completeness_fails(tiny):
 
 def test_chunking_does_not_change_results(llama):
     whole = explain(llama, PROMPT, target=" Mary", steps=16, faithfulness=False)
-    chunked = explain(llama, PROMPT, target=" Mary", steps=16, faithfulness=False, max_memory=1)  # 1 row/chunk
+    chunked = explain(llama, PROMPT, target=" Mary", steps=16, faithfulness=False, max_memory=1)  # 1 row each
     torch.testing.assert_close(chunked.token_scores, whole.token_scores, rtol=1e-4, atol=1e-6)
 
 
@@ -108,3 +110,13 @@ def test_parameters_untouched(llama):
 def test_bad_steps(llama, steps):
     with pytest.raises(InputError, match="steps"):
         explain(llama, PROMPT, steps=steps)
+
+
+def test_auto_steps_converge_where_uniform_steps_do_not(tiny):
+    """Adaptive panels reach 1% even from the zero baseline that breaks uniform quadrature."""
+    model = tiny("gemma3_text")
+    with pytest.warns(UserWarning, match="completeness"):
+        fixed = explain(model, PROMPT, target=" Mary", baseline="zero", steps=64, faithfulness=False)
+    auto = explain(model, PROMPT, target=" Mary", baseline="zero", steps="auto", faithfulness=False)
+    assert fixed.completeness_error > 0.05 and auto.completeness_error < 0.01
+    assert auto.steps == 8 * auto.extras["panels"] and auto.extras["gradient_evaluations"] <= 512

@@ -54,9 +54,11 @@ def test_chat_turns_and_template_masked(tiny):
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Where is Paris?"}]
     p = prepare(model, msgs)
     units = make_units(p, "turn")
-    assert [(u.role, unit_text(p, u)) for u in units] == [("system", "Be brief."), ("user", "Where is Paris?")]
+    assert [(u.role, unit_text(p, u)) for u in units] == [("system", "Be brief."),
+                                                           ("user", "Where is Paris?")]
     template = [t for t, r in zip(p.tokens, p.roles, strict=True) if r is None]
-    assert any("<" in t for t in template) and all(bool(p.masked[i]) for i, r in enumerate(p.roles) if r is None)
+    assert any("<" in t for t in template)
+    assert all(bool(p.masked[i]) for i, r in enumerate(p.roles) if r is None)
     words = make_units(p, "word")
     assert {u.role for u in words} == {"system", "user"}
 

@@ -26,7 +26,8 @@ def test_occlusion_matches_captum_feature_ablation(setup, granularity):
         mask[u.start:u.end] = k
     fa = FeatureAblation(lambda e: reference_logprob(model, e, mary))
     want = fa.attribute(x, baselines=base, feature_mask=mask[None, :, None].expand_as(x))[0, :, 0]
-    r = explain(model, prompt, target=" Mary", method="occlusion", granularity=granularity, faithfulness=False)
+    r = explain(model, prompt, target=" Mary", method="occlusion", granularity=granularity,
+                faithfulness=False)
     got = torch.tensor([u.score for u in r.units])
     torch.testing.assert_close(got, torch.stack([want[u.start] for u in units]), rtol=RTOL, atol=ATOL)
 
