@@ -201,17 +201,19 @@ class Metric:
         """Score final residuals ``(batch, d_model)`` -> ``(batch,)``."""
         ad = model.adapter
         if self.kind == "prob":  # needs the whole vocabulary: a few rows at a time
-            return torch.cat([
-                ad.logits_from_resid(part).float().softmax(-1)[:, self.target_id] for part in final.split(64)
-            ])
+            return torch.cat([self._prob(ad.logits_from_resid(part).float()) for part in final.split(64)])
         logits = self._rows(model, final).float()  # (batch, 1 or 2)
         return logits[:, 0] - logits[:, 1] if self.kind == "logit_diff" else logits[:, 0]
+
+    def _prob(self, logits: Tensor) -> Tensor:
+        """Target probability from ``(batch, vocab)`` logits (a new small tensor, not a view)."""
+        return (logits[:, self.target_id] - torch.logsumexp(logits, -1)).exp()
 
     def from_logits(self, logits: Tensor) -> Tensor:
         """Score the model's own logits ``(batch, vocab)`` -> ``(batch,)``."""
         logits = logits.float()
         if self.kind == "prob":
-            return logits.softmax(-1)[:, self.target_id]
+            return self._prob(logits)
         if self.kind == "logit_diff":
             return logits[:, self.target_id] - logits[:, self.foil_id]
         return logits[:, self.target_id]

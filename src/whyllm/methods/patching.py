@@ -186,11 +186,14 @@ def _groups(model: Model, s: Setup, component: str, clean: Recording, corr: Reco
     """One group of rows per (layer, chunk of cells that can change the output)."""
     ad = model.adapter
     cap = rows_per_pass(s.clean_ids.shape[1], max_tokens)
+    differ = (s.clean_ids[0] != s.corrupted_ids[0]).nonzero()
+    first = int(differ[0]) if len(differ) else s.clean_ids.shape[1]  # nothing before it can differ
     groups, owners = [], []
     mods = site_modules(model, component)[0] if not component.startswith("resid") else {}
     for li, layer in enumerate(s.layers):
         src, base = _site(clean, component, layer), _site(corr, component, layer)
-        live = [c for c in cells[li] if _changes(src, base, c[1], c[2], ad.n_heads)]
+        live = [c for c in cells[li]
+                if int(c[1].max()) >= first and _changes(src, base, c[1], c[2], ad.n_heads)]
         for k in range(0, len(live), cap):
             part = live[k : k + cap]
             pos = torch.stack([c[1] for c in part]).to(src.device)  # (rows,) or (rows, n)

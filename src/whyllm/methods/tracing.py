@@ -72,15 +72,14 @@ def embedding_std(model: Model, samples: int = 8192) -> float:
 
 def _groups(
     model: Model, component: str, layers: tuple[int, ...], positions: tuple[int, ...], clean: Recording,
-    corr: Recording, samples: int,
+    corr: Recording, samples: int, first: int,
 ) -> tuple[list[Group], list[list[tuple[int, int]]]]:
     cap = max(1, rows_per_pass(clean.resid[0].shape[1]) // samples)
     mods = {} if component.startswith("resid") else site_modules(model, component)[0]
+    live = [(j, p) for j, p in enumerate(positions) if p >= first]  # the noise cannot reach earlier ones
     groups, owners = [], []
     for li, layer in enumerate(layers):
         src, base = _site(clean, component, layer), _site(corr, component, layer)  # (1 | S, pos, width)
-        live = [(j, p) for j, p in enumerate(positions)
-                if not torch.equal(src[:, p].expand_as(base[:, p]), base[:, p])]
         for k in range(0, len(live), cap):
             part = live[k : k + cap]
             pos = torch.tensor([p for _, p in part], device=src.device).repeat_interleave(samples)  # (rows,)
@@ -153,7 +152,7 @@ def causal_trace(
     m_clean = float(metric.from_logits(clean.logits)[0])
     m_corr = float(metric.from_logits(corr.logits).mean())
     values = torch.full((len(lays), len(pos)), m_corr)
-    groups, owners = _groups(model, component, lays, pos, clean, corr, samples)
+    groups, owners = _groups(model, component, lays, pos, clean, corr, samples, min(subj))
     for cells, v in zip(owners, run_rows(model, corr, groups, metric, progress=progress), strict=True):
         for cell, x_ in zip(cells, v.reshape(-1, samples).mean(1).tolist(), strict=True):
             values[cell] = x_

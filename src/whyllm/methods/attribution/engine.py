@@ -9,7 +9,7 @@ same in every row, so they run once (batch 1) and their key/value cache is expan
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,17 +33,24 @@ _MIN_PREFIX = 4  # shorter shared prefixes are not worth a separate forward
 
 @contextmanager
 def frozen(model: Model) -> Iterator[None]:
-    """Parameters with ``requires_grad=False`` inside the block (restored after, even on error).
+    """Gradient-friendly settings inside the block (restored after, even on error).
 
-    Gradients are then taken with respect to the input embeddings only: no weight gradients are
-    computed, and autograd does not keep the activations that only weight gradients need.
+    * Parameters get ``requires_grad=False``: gradients are then taken with respect to the input
+      embeddings only, no weight gradient is computed, and autograd does not keep the activations
+      that only weight gradients need.
+    * On CPU, scaled-dot-product attention uses its math backend: the fused CPU flash-attention
+      backward meets denormal floats and runs ~50 times slower (measured on Gemma 3 270M, 128 tokens).
     """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     params = list(model.hf.parameters())
     flags = [p.requires_grad for p in params]
+    kernels = sdpa_kernel([SDPBackend.MATH]) if model.device.type == "cpu" else nullcontext()
     try:
         for p in params:
             p.requires_grad_(False)
-        yield
+        with kernels:
+            yield
     finally:
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
