@@ -1,29 +1,33 @@
-"""Attribution cost in forward-equivalents, side by side with Captum and Inseq, on the default model.
+"""Attribution cost in forward-equivalents, side by side with Captum and Inseq.
 
 Usage::
 
-    python bench/attribution.py                       # 16- and 128-token prompts, table on stdout
-    python bench/attribution.py --lengths 128 --json out.json
-    python bench/attribution.py --inseq-python /tmp/inseq-venv/bin/python   # also run Inseq
+    python bench/attribution.py                      # default model (Gemma 3 270M), 16 and 128 tokens
+    python bench/attribution.py --inseq-python /tmp/inseq-venv/bin/python   # also Inseq (own venv)
+    python bench/attribution.py --model random-llama --device cuda --lengths 128   # where a GPU is lent
+    python bench/attribution.py --json out.json      # also write every row
 
-Every measurement runs in its own subprocess (so its peak memory, ``ru_maxrss``, is its own): load
-the model, build a prompt of exactly N tokens, take the model's greedy next token as the target,
-time one plain forward pass (``model.hf(input_ids)``, all logits, no gradients; median of 3 after a
-warm-up), then time the attribution once. ``fwd-eq`` = attribution time / that forward time.
+Each measurement runs in its own subprocess on CPU (so its peak memory, ``ru_maxrss``, is its own;
+on CUDA, ``torch.cuda.max_memory_allocated`` after a reset). It builds a prompt of exactly N
+tokens, takes the model's greedy next token as the target, times one plain forward pass
+(``model.hf(input_ids)``: all logits, no gradients; best of 3 after a warm-up) and then the
+attribution once. ``fwd-eq`` = attribution time / forward time; on CPU it is also given from process
+CPU time (``cpu-eq``), which is steadier on a shared machine.
 
-Same model, prompt, target, baseline (the pad token everywhere but BOS) and steps (32,
-Gauss-Legendre) for every tool:
+Every tool gets the same model, prompt, target, baseline (whyllm's default baseline token in every
+position but BOS) and, for integrated gradients, the same 32 Gauss-Legendre steps:
 
-* whyllm ``explain`` (faithfulness off, then on for the "+faith" rows), the per-token matrix of a
-  16-token continuation against one single-token attribution;
-* Captum ``LLMGradientAttribution(LayerIntegratedGradients)`` and ``LLMAttribution(FeatureAblation)``
-  with ``TextTokenInput(baselines=pad, skip_tokens=[bos])``; Captum batches all IG steps by default,
-  which at 128 tokens needs ~13 GB (full-vocabulary logits at every position), so ``--captum-ig-batch``
-  (default 4 at 128 tokens) caps its ``internal_batch_size`` to keep this shared machine alive;
-* Inseq (``--inseq-python``, a separate environment) integrated gradients and occlusion, offline from
-  the converted model folder.
+* whyllm ``explain`` (faithfulness off; the ``+faith`` rows turn it on), and the per-token matrix
+  of a 16-token continuation;
+* Captum 0.9 ``LLMGradientAttribution(LayerIntegratedGradients)`` and ``LLMAttribution(FeatureAblation)``
+  on ``TextTokenInput(baselines=<token>, skip_tokens=[bos])``. Captum runs all IG steps in one batch
+  by default; at 128 tokens on Gemma that needs ~13 GB (full-vocabulary logits at every position),
+  so on CPU ``--captum-ig-batch`` (default 4) caps its ``internal_batch_size`` there;
+* Inseq 0.7 (``--inseq-python``: a separate environment), integrated gradients and occlusion, offline
+  from the converted model folder, with its own defaults (zero baseline for IG, occlusion by
+  sliding window), so only its cost is compared.
 
-``max|diff|`` compares per-token attributions with whyllm's, BOS left out.
+``max|diff|`` compares per-token attributions with whyllm's (BOS left out).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -46,15 +49,49 @@ TEXT = (
     "football club had lost again, and rain was expected for the whole weekend. After dinner they "
     "played cards until late, and John, who always lost, promised to win the next game."
 )
+WHYLLM = ("integrated_gradients", "input_x_gradient", "saliency", "occlusion", "attention",
+          "attention_rollout", "context_ablation", "integrated_gradients+faith", "occlusion+faith",
+          "per_token:integrated_gradients", "per_token:input_x_gradient", "per_token:occlusion")
+_MODELS: dict = {}
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux reports KiB)
+
+
+def _load(name: str, device: str):
+    if (name, device) in _MODELS:
+        return _MODELS[(name, device)]
+    from whyllm import load_model
+
+    if name == "default":
+        model = load_model(progress=False, device=device)
+    else:  # a larger randomly initialised Llama-shaped model (timings do not depend on the weights)
+        import torch
+        import transformers as T
+
+        from whyllm.model.base import Model
+        from whyllm.model.tiny import tiny_tokenizer
+
+        cfg = T.LlamaConfig(hidden_size=2048, num_hidden_layers=16, num_attention_heads=16,
+                            num_key_value_heads=8, intermediate_size=5632, vocab_size=32000,
+                            max_position_embeddings=4096,
+                            pad_token_id=0, bos_token_id=1, eos_token_id=2)
+        torch.manual_seed(0)
+        hf = T.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).to(device)
+        model = Model(hf=hf, tokenizer=tiny_tokenizer(), name="random-llama-1b")
+    _MODELS[(name, device)] = model
+    return model
 
 
 def _prompt(model, length: int) -> str:
     """Text whose encoding (BOS included) is exactly ``length`` tokens."""
-    ids = model.tokenizer(TEXT * 4, add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(TEXT * 8, add_special_tokens=False)["input_ids"]
     for cut in range(length - 1, length + 4):
         text = model.tokenizer.decode(ids[:cut])
         if model.encode(text).shape[1] == length:
@@ -62,53 +99,66 @@ def _prompt(model, length: int) -> str:
     raise RuntimeError(f"could not build a {length}-token prompt")
 
 
-def _worker(spec: dict) -> dict:
+def _sync(device: str) -> None:
     import torch
 
-    torch.set_num_threads(spec["threads"])
-    from whyllm import load_model
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
-    model = load_model(progress=False)
+
+def _measure(spec: dict) -> dict:
+    import torch
+
+    from whyllm.methods.attribution.inputs import _default_token
+
+    torch.set_num_threads(spec["threads"])
+    dev = spec["device"]
+    model = _load(spec["model"], dev)
     prompt = _prompt(model, spec["length"])
     ids = model.encode(prompt)
-    pad, bos = model.tokenizer.pad_token_id, model.tokenizer.bos_token_id
+    env = {"base_id": _default_token(model), "bos": model.tokenizer.bos_token_id, "prompt": prompt}
     with torch.no_grad():
-        target_id = int(model.hf(input_ids=ids, logits_to_keep=1).logits[0, -1].argmax())
-        times = []
+        env["target_id"] = int(model.hf(input_ids=ids, logits_to_keep=1).logits[0, -1].argmax())
+        fwd = []
         for _ in range(4):
-            t = time.perf_counter()
+            _sync(dev)
+            w, c = time.perf_counter(), _cpu()
             model.hf(input_ids=ids)
-            times.append(time.perf_counter() - t)
-        fwd = statistics.median(times[1:])
-        t = time.perf_counter()
-        model.hf(input_ids=ids, logits_to_keep=1)
-        fwd1 = time.perf_counter() - t
-    target = model.tokenizer.decode([target_id])
-    base_rss = _rss_mb()
-    run = _RUNNERS[spec["tool"]]
-    t = time.perf_counter()
-    scores = run(model, prompt, ids, target, target_id, pad, bos, spec)
-    seconds = time.perf_counter() - t
-    return {"tool": spec["tool"], "method": spec["method"], "length": int(ids.shape[1]), "seconds": seconds,
-            "fwd_s": fwd, "fwd_keep1_s": fwd1, "fwd_equiv": seconds / fwd, "peak_mb": _rss_mb(),
-            "extra_mb": _rss_mb() - base_rss, "scores": scores, "target": target, "prompt": prompt}
+            _sync(dev)
+            fwd.append((time.perf_counter() - w, _cpu() - c))
+        fwd_w, fwd_c = min(fwd[1:])
+    env["target"] = model.tokenizer.decode([env["target_id"]])
+    cuda = dev.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    base_mem = torch.cuda.memory_allocated() if cuda else _rss()
+    _sync(dev)
+    w, c = time.perf_counter(), _cpu()
+    scores = (_whyllm if spec["tool"] == "whyllm" else _captum)(model, env, spec)
+    _sync(dev)
+    wall, cpu = time.perf_counter() - w, _cpu() - c
+    peak = torch.cuda.max_memory_allocated() if cuda else _rss()
+    return {**spec, "length": int(ids.shape[1]), "seconds": wall, "fwd_s": fwd_w, "fwd_equiv": wall / fwd_w,
+            "cpu_equiv": cpu / fwd_c if not cuda and fwd_c > 0 else None, "peak_mb": peak / 2**20,
+            "extra_mb": (peak - base_mem) / 2**20, "scores": scores, "target": env["target"],
+            "prompt": prompt}
 
 
-def _whyllm(model, prompt, ids, target, target_id, pad, bos, spec) -> list[float] | None:
+def _whyllm(model, env: dict, spec: dict) -> list[float] | None:
     from whyllm.methods.attribution import explain
 
     method, faith = spec["method"].removesuffix("+faith"), spec["method"].endswith("+faith")
-    kwargs = {"steps": spec["steps"]} if method == "integrated_gradients" else {}
+    kwargs = {"steps": spec["steps"]} if "integrated_gradients" in method else {}
     if method.startswith("per_token:"):
-        method = method.split(":")[1]
-        cont = model.tokenizer.decode(model.tokenizer(TEXT, add_special_tokens=False)["input_ids"][:16])
-        explain(model, prompt, target=cont, per_token=True, method=method, faithfulness=False, **kwargs)
+        cont = model.tokenizer.decode(model.tokenizer(" " + TEXT, add_special_tokens=False)["input_ids"][:16])
+        explain(model, env["prompt"], target=cont, per_token=True, method=method.split(":")[1],
+                faithfulness=False, **kwargs)
         return None
-    r = explain(model, prompt, target=target, method=method, faithfulness=faith, **kwargs)
+    r = explain(model, env["prompt"], target=env["target"], method=method, faithfulness=faith, **kwargs)
     return r.token_scores[1:].tolist()
 
 
-def _captum(model, prompt, ids, target, target_id, pad, bos, spec) -> list[float]:
+def _captum(model, env: dict, spec: dict) -> list[float]:
     import torch
     from captum.attr import (
         FeatureAblation,
@@ -118,14 +168,14 @@ def _captum(model, prompt, ids, target, target_id, pad, bos, spec) -> list[float
         TextTokenInput,
     )
 
-    inp = TextTokenInput(prompt, model.tokenizer, baselines=pad, skip_tokens=[bos])
-    tgt = torch.tensor([target_id])
+    inp = TextTokenInput(env["prompt"], model.tokenizer, baselines=env["base_id"], skip_tokens=[env["bos"]])
+    target = torch.tensor([env["target_id"]])
     if spec["method"] == "integrated_gradients":
         lig = LLMGradientAttribution(LayerIntegratedGradients(model.hf, model.adapter.embed), model.tokenizer)
-        res = lig.attribute(inp, target=tgt, n_steps=spec["steps"], method="gausslegendre",
+        res = lig.attribute(inp, target=target, n_steps=spec["steps"], method="gausslegendre",
                             internal_batch_size=spec.get("captum_batch"))
     else:
-        res = LLMAttribution(FeatureAblation(model.hf), model.tokenizer).attribute(inp, target=tgt)
+        res = LLMAttribution(FeatureAblation(model.hf), model.tokenizer).attribute(inp, target=target)
     return res.seq_attr.float().tolist()
 
 
@@ -136,41 +186,40 @@ import inseq
 path, method, spec = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 m = inseq.load_model(path, method)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-kw = {"n_steps": spec["steps"], "method": "gausslegendre"} if method == "integrated_gradients" else {}
+kw = {"n_steps": spec["steps"]} if method == "integrated_gradients" else {}
 t = time.perf_counter()
-out = m.attribute(input_texts=spec["prompt"], generated_texts=spec["prompt"] + spec["target"],
-                  show_progress=False, **kw)
+m.attribute(input_texts=spec["prompt"], generated_texts=spec["prompt"] + spec["target"], show_progress=False,
+            **kw)
 sec = time.perf_counter() - t
-seq = out.sequence_attributions[0]
-attr = seq.source_attributions if seq.source_attributions is not None else seq.target_attributions
-attr = attr.sum(-1) if attr.ndim == 3 else attr  # (tokens, generated)
-scores = attr[1:spec["n_prompt"], 0].float().tolist()  # prompt tokens after BOS, first generated token
-print(json.dumps({"seconds": sec, "extra_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "scores": scores}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": sec, "extra_mb": peak - base, "peak_mb": peak}))
 """
 
 
-def _inseq(spec: dict, fwd_s: float, prompt: str, target: str) -> dict:
+def _inseq(python: str, method: str, row: dict) -> dict:
     from whyllm.model.load import cache_dir
 
-    folder = next(p for p in (cache_dir() / "models").iterdir() if p.is_dir())
-    proc = subprocess.run(
-        [spec["inseq_python"], "-c", _INSEQ, str(folder), spec["method"],
-         json.dumps({"steps": spec["steps"], "prompt": prompt, "target": target, "n_prompt": spec["length"]}),
-         str(spec["threads"])],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
-    )
+    folder = next(p for p in sorted((cache_dir() / "models").iterdir()) if p.is_dir())
+    spec = json.dumps({"steps": row["steps"], "prompt": row["prompt"], "target": row["target"]})
+    proc = subprocess.run([python, "-c", _INSEQ, str(folder), method, spec, str(row["threads"])],
+                          capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    base = {k: row[k] for k in ("model", "device", "length", "steps", "threads", "fwd_s")}
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {**base, "tool": "inseq", "method": method, "error": err}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {**out, "fwd_equiv": out["seconds"] / fwd_s}
+    return {**base, "tool": "inseq", "method": method, **out, "fwd_equiv": out["seconds"] / row["fwd_s"]}
 
 
-_RUNNERS = {"whyllm": _whyllm, "captum": _captum}
-
-
-def _spawn(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True)
+def _run(spec: dict, in_process: bool) -> dict:
+    if in_process:
+        try:
+            return _measure(spec)
+        except Exception as e:  # report and go on: one failure must not hide the other rows
+            return {**spec, "error": f"{type(e).__name__}: {e}"}
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         return {**spec, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -179,78 +228,77 @@ def _spawn(spec: dict) -> dict:
 def _specs(args) -> list[dict]:
     specs = []
     for n in args.lengths:
-        common = {"length": n, "steps": args.steps, "threads": args.threads}
-        for method in ("integrated_gradients", "input_x_gradient", "saliency", "occlusion", "attention",
-                       "attention_rollout", "context_ablation", "integrated_gradients+faith", "occlusion+faith"):
-            specs.append({"tool": "whyllm", "method": method, **common})
-        specs.append({"tool": "whyllm", "method": "per_token:integrated_gradients", **common})
-        specs.append({"tool": "whyllm", "method": "per_token:occlusion", **common})
+        common = {"model": args.model, "device": args.device, "length": n, "steps": args.steps,
+                  "threads": args.threads}
+        specs += [{"tool": "whyllm", "method": m, **common} for m in WHYLLM]
         if not args.no_captum:
-            batch = args.captum_ig_batch if n > 64 else None
-            specs.append({"tool": "captum", "method": "integrated_gradients", "captum_batch": batch, **common})
+            cap = args.captum_ig_batch if n > 64 and args.device == "cpu" else None
+            specs.append({"tool": "captum", "method": "integrated_gradients", "captum_batch": cap, **common})
             specs.append({"tool": "captum", "method": "occlusion", **common})
     return specs
 
 
-def _diff(a: list[float] | None, b: list[float] | None) -> str:
-    if not a or not b or len(a) != len(b):
-        return ""
-    return f"{max(abs(x - y) for x, y in zip(a, b, strict=True)):.2e}"
-
-
-def _table(rows: list[dict]) -> None:
-    ours = {(r["method"], r["length"]): r for r in rows if r.get("tool") == "whyllm" and "error" not in r}
-    print(f"{'tool':8} {'method':34} {'tokens':>6} {'seconds':>8} {'fwd-eq':>7} {'peak MB':>8} {'extra MB':>8} "
-          f"{'vs whyllm':>9} {'max|diff|':>9}")
+def _table(rows: list[dict]) -> list[str]:
+    ours = {(r["method"], r["length"]): r for r in rows if r["tool"] == "whyllm" and "error" not in r}
+    lines = [f"{'tool':7} {'method':31} {'tok':>4} {'sec':>7} {'fwd-eq':>7} {'cpu-eq':>7} {'peak MB':>8} "
+             f"{'extra MB':>8} {'/whyllm':>8} {'max|diff|':>9}"]
     for r in rows:
         if "error" in r:
-            print(f"{r['tool']:8} {r['method']:34} {r['length']:>6} error: {r['error']}")
+            lines.append(f"{r['tool']:7} {r['method']:31} {r['length']:>4} error: {r['error']}")
             continue
-        mine = ours.get((r["method"], r["length"]))
-        ratio = f"{r['seconds'] / mine['seconds']:.1f}x" if mine and r["tool"] != "whyllm" else ""
-        diff = _diff(r.get("scores"), mine.get("scores")) if mine and r["tool"] != "whyllm" else ""
-        print(f"{r['tool']:8} {r['method']:34} {r['length']:>6} {r['seconds']:>8.2f} {r['fwd_equiv']:>7.1f} "
-              f"{r['peak_mb']:>8.0f} {r['extra_mb']:>8.0f} {ratio:>9} {diff:>9}")
+        mine = ours.get((r["method"], r["length"])) if r["tool"] != "whyllm" else None
+        ratio = f"{r['seconds'] / mine['seconds']:.1f}x" if mine else ""
+        a, b = r.get("scores"), (mine or {}).get("scores")
+        same = a and b and len(a) == len(b)
+        diff = f"{max(abs(x - y) for x, y in zip(a, b, strict=True)):.1e}" if same else ""
+        cpu = f"{r['cpu_equiv']:.1f}" if r.get("cpu_equiv") else ""
+        lines.append(f"{r['tool']:7} {r['method']:31} {r['length']:>4} {r['seconds']:>7.2f} "
+                     f"{r['fwd_equiv']:>7.1f} {cpu:>7} {r['peak_mb']:>8.0f} {r['extra_mb']:>8.0f} {ratio:>8} "
+                     f"{diff:>9}")
     for n in sorted({r["length"] for r in rows}):
-        single, per = ours.get(("integrated_gradients", n)), ours.get(("per_token:integrated_gradients", n))
-        occ, per_occ = ours.get(("occlusion", n)), ours.get(("per_token:occlusion", n))
-        if single and per:
-            print(f"per-token matrix, 16-token continuation, {n}-token prompt: integrated gradients "
-                  f"{per['seconds'] / single['seconds']:.1f}x one single-token attribution"
-                  + (f"; occlusion {per_occ['seconds'] / occ['seconds']:.1f}x" if occ and per_occ else ""))
+        for m in ("integrated_gradients", "input_x_gradient", "occlusion"):
+            single, per = ours.get((m, n)), ours.get((f"per_token:{m}", n))
+            if single and per:
+                lines.append(f"per-token matrix (16 output tokens), {n}-token prompt, {m}: "
+                             f"{per['seconds'] / single['seconds']:.1f}x one single-token attribution")
         for m in ("integrated_gradients", "occlusion"):
             off, on = ours.get((m, n)), ours.get((m + "+faith", n))
             if off and on:
-                print(f"faithfulness metrics on {m}, {n} tokens: {(on['seconds'] - off['seconds']) / off['seconds']:.2f}"
-                      "x the attribution's own time")
+                extra = (on["seconds"] - off["seconds"]) / off["seconds"]
+                lines.append(f"faithfulness metrics with {m}, {n} tokens: {extra:.2f}x the attribution")
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker")
+    ap.add_argument("--model", default="default", choices=["default", "random-llama"])
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--lengths", type=int, nargs="+", default=[16, 128])
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--captum-ig-batch", type=int, default=4)
     ap.add_argument("--no-captum", action="store_true")
+    ap.add_argument("--only", nargs="*", help="only these whyllm methods (and the peers)")
     ap.add_argument("--inseq-python", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(_worker(json.loads(args.worker))))
+        print(json.dumps(_measure(json.loads(args.worker))))
         return
+    in_process = args.device != "cpu"  # GPU memory is measured per call; CPU memory needs a process each
     rows = []
     for spec in _specs(args):
-        row = _spawn(spec)
-        rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "scores"}), file=sys.stderr, flush=True)
-        if args.inseq_python and spec["tool"] == "captum" and "error" not in row:
+        if args.only and spec["tool"] == "whyllm" and spec["method"] not in args.only:
+            continue
+        rows.append(_run(spec, in_process))
+        shown = {k: v for k, v in rows[-1].items() if k not in ("scores", "prompt")}
+        print(json.dumps(shown), file=sys.stderr, flush=True)
+        if args.inseq_python and spec["tool"] == "captum" and "error" not in rows[-1]:
             method = "integrated_gradients" if spec["method"] == "integrated_gradients" else "occlusion"
-            out = _inseq({**spec, "method": method, "inseq_python": args.inseq_python}, row["fwd_s"], row["prompt"],
-                         row["target"])
-            rows.append({**spec, "tool": "inseq", "length": row["length"], "fwd_s": row["fwd_s"], **out})
-            print(json.dumps({k: v for k, v in rows[-1].items() if k != "scores"}), file=sys.stderr, flush=True)
-    _table(rows)
+            rows.append(_inseq(args.inseq_python, method, rows[-1]))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    print("\n".join(_table(rows)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

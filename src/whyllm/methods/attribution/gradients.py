@@ -21,17 +21,26 @@ __all__ = ["input_x_gradient", "row_grads", "saliency"]
 def row_grads(job: Job, inputs: Tensor) -> Tensor:
     """Gradient of each group's score for each row of ``inputs``: ``(n_groups, rows, pos, d_model)``.
 
-    One forward for the whole batch, then one backward per group (sharing the forward). ``inputs``
-    must require gradients; call inside :func:`~whyllm.methods.attribution.engine.frozen`.
+    One forward for the whole batch. With several groups (a per-token matrix) their backward passes
+    run batched (``is_grads_batched``: one vectorised pass over the saved graph), falling back to one
+    backward per group where an operation has no batching rule. ``inputs`` must require gradients;
+    call inside :func:`~whyllm.methods.attribution.engine.frozen`.
     """
     scores = job.target.scores(job.model, inputs)  # (rows, n_groups)
-    ones = torch.ones_like(scores[:, 0])
-    out = []
-    for g in range(job.target.n_groups):
-        (grad,) = torch.autograd.grad(scores[:, g], inputs, grad_outputs=ones,
-                                      retain_graph=g < job.target.n_groups - 1)
-        out.append(grad.float())  # (rows, pos, d_model)
-    return torch.stack(out)
+    n = job.target.n_groups
+    if n == 1:
+        (grad,) = torch.autograd.grad(scores[:, 0], inputs, grad_outputs=torch.ones_like(scores[:, 0]))
+        return grad.float()[None]
+    eye = torch.eye(n, device=scores.device, dtype=scores.dtype)[:, None, :].expand(n, *scores.shape)
+    try:
+        (grad,) = torch.autograd.grad(scores, inputs, grad_outputs=eye, is_grads_batched=True,
+                                      retain_graph=True)
+        return grad.float()  # (n_groups, rows, pos, d_model)
+    except RuntimeError:  # no batching rule for some operation: one backward per group
+        ones = torch.ones_like(scores[:, 0])
+        grads = [torch.autograd.grad(scores[:, g], inputs, grad_outputs=ones, retain_graph=g < n - 1)[0]
+                 for g in range(n)]
+        return torch.stack(grads).float()
 
 
 def _input_grads(job: Job) -> Tensor:

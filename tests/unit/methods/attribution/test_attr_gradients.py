@@ -120,3 +120,14 @@ def test_auto_steps_converge_where_uniform_steps_do_not(tiny):
     auto = explain(model, PROMPT, target=" Mary", baseline="zero", steps="auto", faithfulness=False)
     assert fixed.completeness_error > 0.05 and auto.completeness_error < 0.01
     assert auto.steps == 8 * auto.extras["panels"] and auto.extras["gradient_evaluations"] <= 512
+
+
+def test_per_token_matrix_on_every_architecture(any_tiny):
+    """The batched backward (or its fallback) works everywhere and matches the loop of single rows."""
+    r = explain(any_tiny, PROMPT, target=" Mary and", per_token=True, method="input_x_gradient",
+                faithfulness=False)
+    ids = any_tiny.encode_continuation(" Mary and")
+    decode = any_tiny.tokenizer.decode
+    last = explain(any_tiny, PROMPT + decode(ids[:-1]), target=decode(ids[-1:]), method="input_x_gradient",
+                   faithfulness=False)
+    torch.testing.assert_close(r.matrix[-1], last.token_scores, rtol=1e-3, atol=1e-5)
