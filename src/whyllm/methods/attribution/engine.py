@@ -22,12 +22,17 @@ from whyllm.methods.attribution.targets import Target
 from whyllm.model.base import Model
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "Progress", "frozen", "masked_scores", "rows_per_chunk",
+    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "Progress", "frozen", "masked_scores", "memory_cap",
+    "rows_per_chunk",
 ]
 
 Progress = Callable[[int, int], None] | None
-DEFAULT_MAX_MEMORY = 2**30  # bytes of activations one chunk may hold (gradients included)
-_TOKENS_PER_CHUNK = 1024  # forward-only chunks: bigger batches run slower per token on CPU (cache misses)
+DEFAULT_MAX_MEMORY = 2**30  # on CPU: bytes of activations one chunk may hold (gradients included)
+_GPU_SHARE = 0.25  # on a GPU: that share of its free memory
+# forward-only chunks, in tokens: on CPU bigger batches run slower per token (cache misses); a GPU
+# wants large batches
+_TOKENS_PER_CHUNK = {"cpu": 1024}
+_TOKENS_PER_CHUNK_OTHER = 16384
 _MIN_PREFIX = 4  # shorter shared prefixes are not worth a separate forward
 
 
@@ -56,6 +61,21 @@ def frozen(model: Model) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def memory_cap(model: Model, max_memory: int | None) -> int:
+    """``max_memory``, or the default: 1 GiB on CPU, a quarter of the free memory of a GPU."""
+    if max_memory is not None:
+        if isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1:
+            from whyllm.errors import InputError
+
+            raise InputError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
+        return max_memory
+    dev = model.device
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return max(DEFAULT_MAX_MEMORY, int(_GPU_SHARE * free))
+    return DEFAULT_MAX_MEMORY
+
+
 def rows_per_chunk(model: Model, seq_len: int, n_read: int, *, grad: bool, max_memory: int) -> int:
     """How many input rows of ``seq_len`` tokens fit in ``max_memory`` bytes (at least 1).
 
@@ -74,14 +94,14 @@ def rows_per_chunk(model: Model, seq_len: int, n_read: int, *, grad: bool, max_m
     return max(1, int(max_memory // row))
 
 
-def _chunks(first: Tensor, length: int, rows: int, max_rows: int) -> list[Tensor]:
+def _chunks(first: Tensor, length: int, rows: int, max_rows: int, budget: int) -> list[Tensor]:
     """Row indices in chunks, sorted by first replaced token, each chunk within the token budget."""
     order = torch.argsort(first, stable=True)
     chunks, current = [], []
     for idx in order.tolist():
         s = int(first[current[0]]) if current else int(first[idx])
         grown = len(current) + 1
-        if current and (grown > max_rows or grown * rows * (length - s) > _TOKENS_PER_CHUNK):
+        if current and (grown > max_rows or grown * rows * (length - s) > budget):
             chunks.append(torch.tensor(current))
             current = []
         current.append(idx)
@@ -120,7 +140,8 @@ def masked_scores(
     max_rows = rows_per_chunk(model, length, target.read_off.numel(), grad=False, max_memory=max_memory)
     out = torch.empty(n_rows, target.n_groups)
     done = 0
-    for idx in _chunks(first, length, target.rows, max_rows):
+    budget = _TOKENS_PER_CHUNK.get(dev.type, _TOKENS_PER_CHUNK_OTHER)
+    for idx in _chunks(first, length, target.rows, max_rows, budget):
         s = int(first[idx[0]])
         rows = torch.where(masks[idx.to(dev), :, None], base, x)  # (chunk, pos, d_model)
         cache = None

@@ -1,4 +1,4 @@
-"""``explain`` and ``explain_step``: run one attribution method and score its faithfulness."""
+"""``explain``: run one attribution method and score its faithfulness (shared by ``explain_step``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import Tensor
 
 from whyllm.errors import InputError
 from whyllm.methods.attribution.aggregate import make_units, spread, unit_scores, unit_text
-from whyllm.methods.attribution.engine import DEFAULT_MAX_MEMORY, Job, MethodOutput, Progress
+from whyllm.methods.attribution.engine import Job, MethodOutput, Progress, memory_cap
 from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
 from whyllm.methods.attribution.faithfulness import faithfulness as score_faithfulness
 from whyllm.methods.attribution.inputs import Prepared, baseline_embeddings, extend, prepare
@@ -47,7 +47,10 @@ def _clean(model: Model, target: Target | None, x: Tensor, base: Tensor, foil_id
             if foil_ids is not None and foil_ids == [predicted]:
                 raise InputError("the foil is the model's own prediction; give a target (or another foil)")
             target = make(predicted)
-            values = target.pick(logits.log_softmax(-1), x.shape[1])  # (2, 1)
+            if target.rows == 1:  # every read is at the last position: reuse these logits
+                values = target.pick(logits.log_softmax(-1), x.shape[1])  # (2, 1)
+            else:  # a multi-token foil needs its own rows
+                values = target.scores(model, pair)
         else:
             values = target.scores(model, pair)  # (2, n_groups)
     return target, values[0].cpu(), values[1].cpu()
@@ -69,11 +72,13 @@ def _causal(out: MethodOutput, target: Target, units, n: int) -> MethodOutput:
 
 def _run(
     model: Model, prep: Prepared, target: Target | None, *, prompt_text: str, method: str, granularity: str,
-    steps: int | str,
-    baseline: str | Tensor, faithful: bool, fractions: tuple[float, ...], max_memory: int, progress: Progress,
-    options: dict[str, Any], foil_ids: list[int] | None = None, make=None, step: dict | None = None,
+    steps: int | str, baseline: str | Tensor, faithful: bool, fractions: tuple[float, ...],
+    max_memory: int | None, progress: Progress, options: dict[str, Any], foil_ids: list[int] | None = None,
+    make=None, step: dict | None = None,
 ) -> AttributionResult:
+    """Prepare the embeddings, baseline and target, run the method, aggregate, score faithfulness."""
     fn = _check(method, steps, options)
+    max_memory = memory_cap(model, max_memory)
     units = make_units(prep, granularity)
     with torch.no_grad():
         x = model.adapter.embed(prep.ids)  # (1, pos, d_model)
@@ -126,7 +131,7 @@ def explain(
     method: str = "integrated_gradients", granularity: str = "token", steps: int | str = 32,
     baseline: str | Tensor = "default", faithfulness: bool = True,
     continuation: str | GenerationResult | None = None, per_token: bool = False,
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS, max_memory: int = DEFAULT_MAX_MEMORY,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS, max_memory: int | None = None,
     progress: Progress = None, **method_options: Any,
 ) -> AttributionResult:
     """Which parts of ``prompt`` made the model produce ``target``?
@@ -150,7 +155,8 @@ def explain(
         per_token: with a multi-token target, the matrix of each output token's attributions to the
             prompt and the earlier output tokens.
         fractions: top-k fractions for the faithfulness metrics.
-        max_memory: activation memory per batch chunk, in bytes (larger batches are split).
+        max_memory: activation memory per batch chunk, in bytes (larger batches are split); default
+            1 GiB on CPU, a quarter of the free memory on a GPU.
         progress: called with ``(done, total)`` as the work advances.
         **method_options: method-specific options (e.g. ``samples``/``seed`` for context_ablation).
     """

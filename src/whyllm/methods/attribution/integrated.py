@@ -49,7 +49,8 @@ def _node_attr(job: Job, alphas: Tensor, done: int, budget: int) -> Tensor:
     length = job.x.shape[1] + job.target.appended.shape[1]
     chunk = rows_per_chunk(job.model, length, job.target.read_off.numel() * job.target.rows,
                            grad=True, max_memory=job.max_memory)
-    chunk = max(1, chunk // job.target.rows // (2 if job.target.n_groups > 1 else 1))  # batched backward
+    # several groups: their batched backward holds one gradient per group at every layer
+    chunk = max(1, chunk // job.target.rows // job.target.n_groups)
     out = []
     with frozen(job.model), torch.enable_grad():
         for start in range(0, len(alphas), chunk):

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 from whyllm.errors import UnknownMethodError
 
-__all__ = ["UNIT_METHODS", "get_method", "methods"]
+__all__ = ["get_method", "methods"]
 
 _METHODS = MappingProxyType({
     "saliency": "whyllm.methods.attribution.gradients:saliency",
@@ -19,8 +19,6 @@ _METHODS = MappingProxyType({
     "attention_rollout": "whyllm.methods.attribution.attention:attention_rollout",
     "context_ablation": "whyllm.methods.attribution.context_ablation:context_ablation",
 })
-
-UNIT_METHODS = frozenset({"occlusion", "context_ablation"})  # score whole units, not tokens
 
 
 def methods() -> list[str]:

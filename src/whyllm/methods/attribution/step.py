@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
-from whyllm.methods.attribution.engine import DEFAULT_MAX_MEMORY, Progress
+from whyllm.methods.attribution.engine import Progress
 from whyllm.methods.attribution.explain import _check, _run
 from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
 from whyllm.methods.attribution.inputs import prepare_ids
@@ -64,7 +64,7 @@ def explain_step(
     contrast: bool = True, granularity: str = "token", steps: int | str = 32,
     baseline: str | Tensor = "default",
     faithfulness: bool = True, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
-    max_memory: int = DEFAULT_MAX_MEMORY, progress: Progress = None, **method_options: Any,
+    max_memory: int | None = None, progress: Progress = None, **method_options: Any,
 ) -> AttributionResult:
     """Explain the token a generation chose at ``step``, under the decoding settings it used.
 

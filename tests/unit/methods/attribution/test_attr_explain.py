@@ -165,3 +165,12 @@ def test_evaluate_ranks_methods(llama):
         evaluate(llama, prompts, methods=["nope"])
     with pytest.raises(InputError):
         evaluate(llama, [{"text": "x"}])
+
+
+def test_predicted_target_with_a_multi_token_foil(llama):
+    r = explain(llama, PROMPT, foil=" John and Mary", method="occlusion", faithfulness=False)
+    pred = explain(llama, PROMPT, method="occlusion", faithfulness=False)
+    both = explain(llama, PROMPT, target=pred.target, foil=" John and Mary", method="occlusion",
+                   faithfulness=False)
+    assert r.target_kind == "contrast" and r.score == pytest.approx(both.score, abs=1e-5)
+    torch.testing.assert_close(r.token_scores, both.token_scores)
