@@ -15,7 +15,6 @@ import time
 
 import torch
 
-
 CUDA = torch.cuda.is_available()
 
 
@@ -47,25 +46,42 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32000)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--max-memory-gib", type=float, nargs="+", default=[1.0],
-                    help="whyllm's activation-memory cap per chunk; each value is benchmarked")
+    ap.add_argument(
+        "--max-memory-gib",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="whyllm's activation-memory cap per chunk; each value is benchmarked",
+    )
     args = ap.parse_args()
 
     import transformers as T
 
     from whyllm import load_model
     from whyllm.methods.attribution import explain
-    from whyllm.model.base import Model
     from whyllm.model.tiny import tiny_tokenizer
 
     def out(**kv):
         print(json.dumps(kv), flush=True)
 
-    out(device=torch.cuda.get_device_name(0) if CUDA else "cpu", torch=torch.__version__, transformers=T.__version__)
+    out(
+        device=torch.cuda.get_device_name(0) if CUDA else "cpu",
+        torch=torch.__version__,
+        transformers=T.__version__,
+    )
     tok = tiny_tokenizer()
-    cfg = T.LlamaConfig(hidden_size=args.d_model, num_hidden_layers=args.layers, num_attention_heads=16,
-                        num_key_value_heads=8, intermediate_size=int(2.75 * args.d_model), vocab_size=args.vocab,
-                        max_position_embeddings=4096, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    cfg = T.LlamaConfig(
+        hidden_size=args.d_model,
+        num_hidden_layers=args.layers,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        intermediate_size=int(2.75 * args.d_model),
+        vocab_size=args.vocab,
+        max_position_embeddings=4096,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(0)
     hf = T.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     n_params = sum(p.numel() for p in hf.parameters())
@@ -98,22 +114,46 @@ def main() -> None:
     out(step="forward", ms=round(fwd * 1e3, 2), peak_gib=round(fwd_mem, 3))
 
     for cap in args.max_memory_gib:
-        for method, kw in [("integrated_gradients", {"steps": args.steps}), ("occlusion", {}),
-                           ("input_x_gradient", {}), ("saliency", {})]:
+        for method, kw in [
+            ("integrated_gradients", {"steps": args.steps}),
+            ("occlusion", {}),
+            ("input_x_gradient", {}),
+            ("saliency", {}),
+        ]:
             try:
-                sec, mem = _timed(lambda m=method, k=kw: explain(
-                    model, prompt, target=" Mary", method=m, faithfulness=False, max_memory=int(cap * 2**30), **k), 2)
-                out(step=f"whyllm {method}", max_memory_gib=cap, fwd_equiv=round(sec / fwd, 1),
-                    seconds=round(sec, 3), peak_gib=round(mem, 2))
+                budget = int(cap * 2**30)
+                sec, mem = _timed(
+                    lambda m=method, k=kw, b=budget: explain(
+                        model, prompt, target=" Mary", method=m, faithfulness=False, max_memory=b, **k
+                    ),
+                    2,
+                )
+                out(
+                    step=f"whyllm {method}",
+                    max_memory_gib=cap,
+                    fwd_equiv=round(sec / fwd, 1),
+                    seconds=round(sec, 3),
+                    peak_gib=round(mem, 2),
+                )
             except Exception as e:  # report and continue: one method failing must not hide the others
                 out(step=f"whyllm {method}", error=f"{type(e).__name__}: {e}")
-    sec, mem = _timed(lambda: explain(model, prompt, target=" Mary", method="integrated_gradients",
-                                      steps=args.steps), 2)
-    out(step="whyllm integrated_gradients + faithfulness", fwd_equiv=round(sec / fwd, 1), peak_gib=round(mem, 2))
+    sec, mem = _timed(
+        lambda: explain(model, prompt, target=" Mary", method="integrated_gradients", steps=args.steps), 2
+    )
+    out(
+        step="whyllm integrated_gradients + faithfulness",
+        fwd_equiv=round(sec / fwd, 1),
+        peak_gib=round(mem, 2),
+    )
 
     try:
-        from captum.attr import (FeatureAblation, LayerIntegratedGradients, LLMAttribution,
-                                 LLMGradientAttribution, TextTokenInput)
+        from captum.attr import (
+            FeatureAblation,
+            LayerIntegratedGradients,
+            LLMAttribution,
+            LLMGradientAttribution,
+            TextTokenInput,
+        )
 
         inp = TextTokenInput(prompt, model.tokenizer)
         lig = LLMGradientAttribution(LayerIntegratedGradients(model.hf, model.adapter.embed), model.tokenizer)

@@ -12,7 +12,7 @@ from whyllm.model.tiny import TINY_ARCHITECTURES, tiny_model
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny(arch: str):
     return tiny_model(arch)
 
