@@ -11,11 +11,9 @@ from typing import Annotated
 import typer
 
 from whyllm.cli._app import DeviceOpt, DtypeOpt, ModelOpt, command, emit, err_console, load
+from whyllm.cli.core import HtmlOpt, JsonOpt, PngOpt
 from whyllm.errors import InputError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
-HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
-PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
 GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]
 StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: N or 'auto' (until under 1%).")]
 _IG = "integrated_gradients"
