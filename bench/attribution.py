@@ -194,10 +194,14 @@ def _measure(spec: dict) -> dict:
 
 
 def _whyllm(model, env: dict, spec: dict) -> list[float] | None:
+    import torch
+
     from whyllm.methods.attribution import explain
 
     method, faith = spec["method"].removesuffix("+faith"), spec["method"].endswith("+faith")
     kwargs = {"steps": spec["steps"]} if "integrated_gradients" in method else {}
+    with torch.no_grad():  # the peers' baseline (the default token) for every method, occlusion included
+        kwargs["baseline"] = model.adapter.embed(torch.tensor([[env["base_id"]]], device=model.device))[0, 0]
     if method.startswith("per_token:"):
         cont = model.tokenizer.decode(model.tokenizer(" " + TEXT, add_special_tokens=False)["input_ids"][:16])
         explain(model, env["prompt"], target=cont, per_token=True, method=method.split(":")[1],

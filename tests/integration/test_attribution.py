@@ -13,13 +13,10 @@ NAMES = {" Mary", " John"}
 
 
 def test_occlusion_finds_the_names(gemma):
+    """The issue's check, strict: the top occlusion unit for " Mary" is a name (default replacement)."""
     r = explain(gemma, IOI, target=" Mary", method="occlusion")
-    ranked = [u.text for u in r.ranked()]
-    # The final " to" (the position the prediction is read from) and " Mary" are the two strongest units
-    # with the pad baseline (5.8 vs 5.4 nats); before the final token, a name leads.
-    context = [u for u in r.ranked() if u.start < len(r.input_ids) - 1]
-    assert context[0].text in NAMES
-    assert " Mary" in ranked[:2]
+    assert r.baseline == "mean" and r.faithfulness.replacement == "mean"
+    assert r.ranked()[0].text == " Mary"
     assert r.faithfulness.comprehensiveness > 0 and r.faithfulness.deletion_auc < 0
     assert n_hooks(gemma.hf) == 0
 
@@ -27,10 +24,34 @@ def test_occlusion_finds_the_names(gemma):
 def test_contrast_mary_vs_john_is_about_the_names(gemma):
     r = explain(gemma, IOI, target=" Mary", foil=" John", method="occlusion")
     assert r.score > 0  # the model prefers Mary
-    assert r.ranked()[0].text in NAMES
     names = sum(abs(u.score) for u in r.units if u.text in NAMES)
     others = [abs(u.score) for u in r.units if u.text not in NAMES]
-    assert names > max(others) and names > 0.3 * (names + sum(others))
+    # the names together outweigh every other unit; " Mary" and the final " to" (the read position,
+    # whose replacement changes what is being predicted) are the two strongest single units
+    assert names > max(others) and names > 0.4 * (names + sum(others))
+    assert " Mary" in [u.text for u in r.ranked()[:2]]
+
+
+def _ioi_variants() -> list[tuple[str, str, str]]:
+    pairs = [("Mary", "John"), ("Alice", "Bob"), ("Sarah", "Tom"), ("Anna", "Peter"), ("Lisa", "David"),
+             ("Emma", "James")]
+    out = []
+    for a, b in pairs:
+        out.append((f"When {a} and {b} went to the store, {b} gave a drink to", " " + a, " " + b))
+        out.append((f"When {b} and {a} went to the park, {b} gave a ball to", " " + a, " " + b))
+    return out
+
+
+def test_occlusion_names_across_ioi_variants(gemma):
+    """Not one lucky prompt: 12 IOI variants (names, order, place), occlusion with the default replacement."""
+    top, dominate = 0, 0
+    for prompt, io, s in _ioi_variants():
+        r = explain(gemma, prompt, target=io, method="occlusion", faithfulness=False)
+        top += r.ranked()[0].text == io
+        c = explain(gemma, prompt, target=io, foil=s, method="occlusion", faithfulness=False)
+        names = sum(abs(u.score) for u in c.units if u.text in (io, s))
+        dominate += names > max(abs(u.score) for u in c.units if u.text not in (io, s))
+    assert top == 12 and dominate == 12
 
 
 def test_integrated_gradients_completeness_under_one_percent(gemma):

@@ -17,7 +17,9 @@ from whyllm.errors import InputError
 GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]
 StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: N or 'auto' (until under 1%).")]
 _IG = "integrated_gradients"
-BaselineOpt = Annotated[str, typer.Option(help="'Absent' input: default (pad token), zero, or a token.")]
+BaselineOpt = Annotated[str, typer.Option(
+    help="'Absent' input: default (mean embedding for occlusion, context ablation and the faithfulness "
+         "metrics; pad token for integrated gradients), mean, zero, or a token.")]
 
 
 def _steps(value: str) -> int | str:

@@ -60,6 +60,8 @@ class Faithfulness:
         sufficiency_at: per fraction, ``f(x) - f(x with only its top units)`` (lower: more faithful).
         deletion_fractions / deletion_scores: the deletion curve, ``f`` as top units are removed.
         full_score / empty_score: ``f`` on the real input and with every unit removed.
+        replacement: what removed tokens were replaced by (``"mean"``: the mean token embedding, the
+            default for every method; else the run's explicit baseline).
     """
 
     fractions: tuple[float, ...]
@@ -69,6 +71,7 @@ class Faithfulness:
     deletion_scores: tuple[float, ...]
     full_score: float
     empty_score: float
+    replacement: str = "mean"
 
     def __post_init__(self) -> None:
         if not len(self.fractions) == len(self.comprehensiveness_at) == len(self.sufficiency_at):
@@ -102,6 +105,7 @@ class Faithfulness:
             "deletion_curve": {"fraction": list(self.deletion_fractions),
                                "score": list(self.deletion_scores)},
             "full_score": self.full_score, "empty_score": self.empty_score,
+            "replacement": self.replacement,
         }
 
     @classmethod
@@ -110,7 +114,7 @@ class Faithfulness:
         return cls(
             tuple(d["fractions"]), tuple(d["comprehensiveness_at"]), tuple(d["sufficiency_at"]),
             tuple(d["deletion_curve"]["fraction"]), tuple(d["deletion_curve"]["score"]),
-            d["full_score"], d["empty_score"],
+            d["full_score"], d["empty_score"], d.get("replacement", "mean"),
         )
 
 

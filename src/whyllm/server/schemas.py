@@ -146,7 +146,8 @@ class ExplainRequest(ApiRequest):
     steps: Annotated[int, Field(ge=1, le=LIMITS.steps)] | Literal["auto"] = Field(
         32, description="Integrated-gradients steps, or 'auto' (grow until completeness error < 1%).")
     baseline: str = Field("default", min_length=1, max_length=LIMITS.text_chars,
-                          description="'default' (pad token), 'zero', or a token text.")
+                          description="'default' (mean embedding for erasure methods and metrics, pad "
+                                      "token for integrated gradients), 'mean', 'zero', or a token text.")
     faithfulness: bool = Field(True, description="Also compute comprehensiveness, sufficiency, deletion AUC.")
     continuation: Text | None = Field(None, description="Generated text to explain instead of target.")
     per_token: bool = Field(False, description="Per-output-token matrix for a multi-token target.")

@@ -1,10 +1,11 @@
 """Context ablation with a sparse linear surrogate (as in ContextCite, Cohen-Wang et al. 2024).
 
 ``samples`` random ablations each keep every unit with probability ``keep_prob`` (the others are
-replaced by the baseline token, as in occlusion); the target is computed on each (batched), and a
-Lasso regression of the target on the keep/drop pattern gives each unit's weight: its estimated
-effect on the target of keeping it. Seeded, so runs repeat. Cheaper than occlusion when there are
-many units (long inputs at word or sentence granularity), since the sample count is fixed.
+replaced by the baseline, as in occlusion: by default the mean embedding); the target is computed
+on each (batched), and a Lasso regression of the target on the keep/drop pattern gives each unit's
+weight: its estimated effect on the target of keeping it. Seeded, so runs repeat. Cheaper than
+occlusion when there are many units (long inputs at word or sentence granularity), since the sample
+count is fixed.
 """
 
 from __future__ import annotations

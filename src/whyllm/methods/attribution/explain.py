@@ -14,7 +14,7 @@ from whyllm.methods.attribution.engine import Job, MethodOutput, Progress, memor
 from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
 from whyllm.methods.attribution.faithfulness import faithfulness as score_faithfulness
 from whyllm.methods.attribution.inputs import Prepared, baseline_embeddings, extend, prepare
-from whyllm.methods.attribution.registry import get_method
+from whyllm.methods.attribution.registry import ERASURE_BASELINE, default_baseline, get_method
 from whyllm.methods.attribution.targets import Target, continuation_target, per_token_target
 from whyllm.model.base import Model
 from whyllm.results.attribution import AttributionResult, Unit
@@ -82,7 +82,8 @@ def _run(
     units = make_units(prep, granularity)
     with torch.no_grad():
         x = model.adapter.embed(prep.ids)  # (1, pos, d_model)
-    base, label = baseline_embeddings(model, prep, x, baseline)
+    given = not (isinstance(baseline, str) and baseline == "default")
+    base, label = baseline_embeddings(model, prep, x, baseline if given else default_baseline(method))
     target, full, empty = _clean(model, target, x, base, foil_ids, make)
     job = Job(model, prep, target, x, base, units, full, empty, max_memory, progress)
     if method == "integrated_gradients":
@@ -96,9 +97,14 @@ def _run(
     faith = None
     if faithful:
         keep = [k for k, u in enumerate(units) if u.role != "output"]
-        job_total = Job(model, prep, target.summed(), x, base, units, full.sum(0, keepdim=True),
-                        empty.sum(0, keepdim=True), max_memory)
-        faith = score_faithfulness(job_total, [units[k] for k in keep], total[keep], fractions=fractions)
+        # one replacement for every method, so that their metrics compare (``whyllm evaluate``)
+        erase, erase_label = (base, label) if given else baseline_embeddings(model, prep, x, ERASURE_BASELINE)
+        summed = target.summed()
+        empty_erased = empty if erase is base else summed.scores(model, erase).cpu()[0]
+        job_total = Job(model, prep, summed, x, erase, units, full.sum(0, keepdim=True),
+                        empty_erased.sum(0, keepdim=True), max_memory)
+        faith = score_faithfulness(job_total, [units[k] for k in keep], total[keep], fractions=fractions,
+                                   replacement=erase_label)
     return _result(model, prep, target, method, granularity, units, tokens, total, faith, label, out,
                    float(full.sum()), step, options, prompt_text)
 
@@ -148,7 +154,9 @@ def explain(
         granularity: ``token``, ``word``, ``sentence`` or ``turn`` (chat prompts).
         steps: integrated gradients' quadrature points, or ``"auto"`` (grow until the completeness
             error is under 1%).
-        baseline: the "absent" input: ``"default"`` (pad token), ``"zero"``, a token, or a tensor.
+        baseline: the "absent" input: ``"default"`` (the mean token embedding for occlusion, context
+            ablation and the faithfulness metrics; the pad token's embedding for integrated gradients),
+            ``"mean"``, ``"zero"``, a token, or a tensor (then used by the method and the metrics alike).
         faithfulness: also compute comprehensiveness, sufficiency and the deletion curve.
         continuation: a generated continuation to explain (text or a :class:`GenerationResult`, whose
             exact token ids are used) instead of ``target``.

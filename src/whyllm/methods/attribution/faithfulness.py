@@ -1,7 +1,8 @@
 """Faithfulness of an attribution: does removing what it ranks first change the output?
 
 With units ranked by score (highest first), ``n`` units and ``f`` the target function (as explained),
-"removing" a unit meaning replacing its tokens by the baseline token (as occlusion does):
+"removing" a unit meaning replacing its tokens by the job's baseline (as occlusion does; by default the
+mean token embedding, whatever the method, so that the metrics of different methods compare):
 
 * comprehensiveness at fraction k (ERASER, DeYoung et al. 2020): ``f(x) - f(x without the top
   max(1, round(k n)) units)``; higher is more faithful;
@@ -35,7 +36,7 @@ def _count(k: float, n: int) -> int:
 
 def faithfulness(
     job: Job, units: list[UnitSpan], scores: Tensor, *, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
-    curve_points: int = 10,
+    curve_points: int = 10, replacement: str = "mean",
 ) -> Faithfulness:
     """Comprehensiveness, sufficiency and the deletion curve of one ranking.
 
@@ -45,6 +46,7 @@ def faithfulness(
         scores: ``(n_units,)`` their scores.
         fractions: top-k fractions for comprehensiveness and sufficiency.
         curve_points: evenly spaced points of the deletion curve.
+        replacement: label of ``job.base``, the embedding removed tokens are replaced by.
     """
     if not fractions or any(not 0 < k <= 1 for k in fractions):
         raise InputError(f"faithfulness fractions must be in (0, 1], got {fractions!r}")
@@ -67,5 +69,5 @@ def faithfulness(
         fractions=tuple(float(k) for k in fractions), comprehensiveness_at=comp,
         sufficiency_at=tuple(full - s for s in suff_scores),
         deletion_fractions=(0.0, *(c / n for c in deletion)), deletion_scores=(full, *del_scores),
-        full_score=full, empty_score=del_scores[-1],
+        full_score=full, empty_score=del_scores[-1], replacement=replacement,
     )

@@ -1,9 +1,11 @@
 """Occlusion (leave-one-unit-out): how much the target drops when one unit is replaced.
 
-Each unit (token, word or sentence) in turn is replaced, token by token, by the baseline token's
-embedding (by default the pad token: the same "absent" input as integrated gradients' baseline, and
-what Captum's ``LLMAttribution(FeatureAblation)`` substitutes by default), keeping every position,
-so the model sees the same sequence length. Score = ``f(x) - f(x with the unit replaced)``.
+Each unit (token, word or sentence) in turn is replaced, token by token, by the baseline embedding,
+keeping every position, so the model sees the same sequence length. Score = ``f(x) - f(x with the
+unit replaced)``. The default replacement is the mean token embedding, an "average token" without an
+identity of its own: a specific token (pad, eos) placed in a sentence is itself read by the model,
+and on Gemma 3 270M which one is used decides whether a name or the final token ranks first (see
+docs/attribution.md). ``baseline="<pad>"`` reproduces Captum's ``LLMAttribution(FeatureAblation)``.
 
 Rows are batched and share the key/value cache of their unchanged prefix (see
 :func:`whyllm.methods.attribution.engine.masked_scores`).

@@ -5,6 +5,7 @@ import torch
 from attr_common import PROMPT, reference_logprob
 
 from whyllm.methods.attribution import explain
+from whyllm.methods.attribution.inputs import baseline_embeddings
 
 
 def _f_without(model, x, base, mary, tokens):
@@ -15,9 +16,11 @@ def _f_without(model, x, base, mary, tokens):
 
 
 def test_metrics_by_hand(setup):
-    model, prep, x, base, mary = setup
+    model, prep, x, _, mary = setup
+    base, _ = baseline_embeddings(model, prep, x, "mean")  # the default replacement
     r = explain(model, PROMPT, target=" Mary", method="occlusion", fractions=(0.2, 0.5))
     f = r.faithfulness
+    assert f.replacement == "mean" == r.baseline
     ranked = r.ranked()
     n = len(r.units)
     full = _f_without(model, x, base, mary, [])
@@ -44,3 +47,16 @@ def test_top_one_comprehensiveness_is_the_top_occlusion_score(llama):
 
 def test_turned_off(llama):
     assert explain(llama, PROMPT, method="saliency", faithfulness=False).faithfulness is None
+
+
+def test_one_replacement_for_every_method(llama):
+    """By default every method's metrics erase with the mean embedding, so ``evaluate`` compares them;
+    an explicit baseline is used by the method and the metrics alike."""
+    ig = explain(llama, PROMPT, target=" Mary", steps=8)
+    occ = explain(llama, PROMPT, target=" Mary", method="occlusion")
+    assert ig.baseline == "<unk>" and occ.baseline == "mean"  # tiny llama's pad row is zero: unk
+    assert ig.faithfulness.replacement == occ.faithfulness.replacement == "mean"
+    # same replacement: removing everything gives the same score whichever method ranked
+    assert ig.faithfulness.empty_score == pytest.approx(occ.faithfulness.empty_score, abs=1e-5)
+    given = explain(llama, PROMPT, target=" Mary", method="occlusion", baseline="unk")
+    assert given.baseline == given.faithfulness.replacement == "<unk>"

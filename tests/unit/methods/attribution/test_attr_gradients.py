@@ -67,7 +67,9 @@ def test_input_x_gradient_and_saliency_match_captum(setup):
 def test_completeness_and_auto_steps(llama):
     r = explain(llama, PROMPT, target=" Mary", steps="auto", faithfulness=False)
     assert r.completeness_error < 0.01
-    gap = r.score - explain(llama, PROMPT, target=" Mary", method="occlusion").faithfulness.empty_score
+    # f(baseline): every unit replaced by IG's baseline token (unk here)
+    gap = r.score - explain(llama, PROMPT, target=" Mary", method="occlusion",
+                            baseline="unk").faithfulness.empty_score
     assert float(r.token_scores.sum()) == pytest.approx(gap, rel=0.01)
     assert r.steps >= 16 and r.to_dict()["steps"] == r.steps
 

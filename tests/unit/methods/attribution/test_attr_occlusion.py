@@ -7,19 +7,21 @@ from captum.attr import FeatureAblation, LLMAttribution, TextTokenInput
 
 from whyllm.methods.attribution import explain
 from whyllm.methods.attribution.aggregate import make_units
-from whyllm.methods.attribution.inputs import prepare
+from whyllm.methods.attribution.inputs import baseline_embeddings, prepare
 
 RTOL, ATOL = 1e-4, 1e-5
 
 
-@pytest.mark.parametrize("granularity", ["token", "word", "sentence"])
-def test_occlusion_matches_captum_feature_ablation(setup, granularity):
-    model, prep, x, base, mary = setup
+@pytest.mark.parametrize(("granularity", "baseline"), [("token", "default"), ("word", "default"),
+                                                       ("sentence", "default"), ("token", "unk")])
+def test_occlusion_matches_captum_feature_ablation(setup, granularity, baseline):
+    """Default replacement (mean embedding) and a token replacement, given to Captum as tensors."""
+    model, _, _, _, mary = setup
     prompt = PROMPT + ". Then they left. And John smiled at"
     prep = prepare(model, prompt)
     with torch.no_grad():
         x = model.adapter.embed(prep.ids)
-    base = torch.where(prep.masked[None, :, None], x, base[:, 1:2].expand_as(x))
+    base, _ = baseline_embeddings(model, prep, x, "mean" if baseline == "default" else baseline)
     units = make_units(prep, granularity)
     mask = torch.full((prep.n,), len(units))  # BOS: its own feature, replaced by itself (no change)
     for k, u in enumerate(units):
@@ -27,7 +29,7 @@ def test_occlusion_matches_captum_feature_ablation(setup, granularity):
     fa = FeatureAblation(lambda e: reference_logprob(model, e, mary))
     want = fa.attribute(x, baselines=base, feature_mask=mask[None, :, None].expand_as(x))[0, :, 0]
     r = explain(model, prompt, target=" Mary", method="occlusion", granularity=granularity,
-                faithfulness=False)
+                baseline=baseline, faithfulness=False)
     got = torch.tensor([u.score for u in r.units])
     torch.testing.assert_close(got, torch.stack([want[u.start] for u in units]), rtol=RTOL, atol=ATOL)
 
@@ -40,7 +42,7 @@ def test_matches_captum_llm_attribution_with_a_multi_token_target(llama):
     # one teacher-forced pass, as whyllm does (Captum's token-by-token mode differs from its own one-pass
     # mode by ~3e-3 here, so that is not the reference)
     want = llm.attribute(inp, target=target, forward_in_tokens=False).seq_attr
-    r = explain(llama, PROMPT, target=target, method="occlusion", faithfulness=False)
+    r = explain(llama, PROMPT, target=target, method="occlusion", baseline="unk", faithfulness=False)
     torch.testing.assert_close(torch.tensor([u.score for u in r.units]), want.float(), rtol=RTOL, atol=ATOL)
 
 
