@@ -87,7 +87,7 @@ class Target:
             x = torch.cat([embeds.repeat_interleave(self.rows, 0), app.repeat(b, 1, 1)], dim=1)
         elif self.rows > 1:
             x = embeds.repeat_interleave(self.rows, 0)
-        positions, _ = self._positions(length)
+        positions, _ = self.read_positions(length)
         out = model.hf(inputs_embeds=x, cache=cache, use_cache=cache is not None,
                        logits_to_keep=positions.to(embeds.device))
         logits = out.logits.float()  # (batch * rows, n_pos, vocab)
@@ -97,7 +97,8 @@ class Target:
             logits = logits.masked_fill(~self.keep.to(logits.device), float("-inf"))
         return logits.log_softmax(-1)
 
-    def _positions(self, length: int) -> tuple[Tensor, Tensor]:
+    def read_positions(self, length: int) -> tuple[Tensor, Tensor]:
+        """The distinct positions read in an input of ``length`` tokens, and each read's index into them."""
         pos = self.read_off + (length - 1)  # (n_reads,)
         if int(pos.min()) < 0:
             raise ValueError("a read position falls inside the cached prefix")
@@ -105,7 +106,7 @@ class Target:
 
     def pick(self, logprobs: Tensor, length: int) -> Tensor:
         """Scores ``(batch, n_groups)`` from :meth:`logprobs` output."""
-        _, inverse = self._positions(length)
+        _, inverse = self.read_positions(length)
         lp = logprobs.view(-1, self.rows, *logprobs.shape[1:])  # (batch, rows, n_pos, vocab)
         dev = lp.device
         vals = lp[:, self.read_row.to(dev), inverse.to(dev), self.read_tok.to(dev)]  # (batch, n_reads)

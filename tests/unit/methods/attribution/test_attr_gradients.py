@@ -1,5 +1,6 @@
 """Gradient methods against Captum (same model, target, baseline, quadrature and steps)."""
 
+import dataclasses
 import warnings
 
 import pytest
@@ -99,6 +100,26 @@ def test_per_token_matrix_rows_are_single_attributions(llama, method):
         n = len(single.input_ids)
         torch.testing.assert_close(r.matrix[j, :n], single.token_scores, rtol=1e-3, atol=1e-5)
         assert float(r.matrix[j, n:].abs().sum()) == 0  # causal: later tokens cannot matter
+
+
+@pytest.mark.parametrize("arch", ["gemma3_text", "gpt2"])
+def test_per_token_cut_at_the_readout_equals_backward_from_the_scores(tiny, monkeypatch, arch):
+    """The per-token matrix cuts the graph at the unembedding; the plain batched backward agrees."""
+    from whyllm.methods.attribution import gradients
+    from whyllm.methods.attribution.targets import per_token_target
+
+    model = tiny(arch)
+    cont = " Mary and John"
+    cut = explain(model, PROMPT, target=cont, per_token=True, method="input_x_gradient", faithfulness=False)
+    monkeypatch.setattr(gradients, "_read_owner", lambda target, length: None)
+    plain = explain(model, PROMPT, target=cont, per_token=True, method="input_x_gradient", faithfulness=False)
+    torch.testing.assert_close(cut.matrix, plain.matrix, rtol=1e-4, atol=1e-6)
+    monkeypatch.undo()
+    target = per_token_target([5, 6, 7], "x")
+    assert gradients._read_owner(target, 10).tolist() == [[0, 1, 2]]
+    shared = dataclasses.replace(target, read_group=torch.tensor([0, 0, 1]),
+                                 read_off=torch.tensor([-2, -1, -1]))
+    assert gradients._read_owner(shared, 10) is None
 
 
 def test_parameters_untouched(llama):
