@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from whyllm.errors import InputError
 from whyllm.model.base import Model
-from whyllm.model.hooks import capture, intervene, main_tensor
+from whyllm.model.hooks import capture, intervene, main_tensor, raw_hooks
 
 __all__ = [
     "Group",
@@ -31,9 +31,12 @@ __all__ = [
     "check_index",
     "default_token",
     "record",
+    "recovered_share",
+    "replace_at",
     "resolve_positions",
     "rows_per_pass",
     "run_rows",
+    "site_activation",
     "token_id",
 ]
 
@@ -95,27 +98,6 @@ class Recording:
 
 
 @contextmanager
-def _hooked(modules: Sequence[nn.Module], make: Callable[[int], Callable], *, pre: bool) -> Iterator[None]:
-    """Register ``make(i)`` on ``modules[i]`` (pre-hook with kwargs, or forward hook); remove in ``finally``.
-
-    (:mod:`whyllm.model.hooks` hands hooks only the main hidden states; restarting a pass at a block
-    needs the masks and position embeddings the model passes as keyword arguments, and attention
-    weights are an attention module's second output.)
-    """
-    handles = []
-    try:
-        for i, mod in enumerate(modules):
-            if pre:
-                handles.append(mod.register_forward_pre_hook(make(i), with_kwargs=True))
-            else:
-                handles.append(mod.register_forward_hook(make(i)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@contextmanager
 def _block_calls(blocks: Sequence[nn.Module]) -> Iterator[list]:
     """Record each block's hidden states and the other arguments it is called with."""
     store: list = [None] * len(blocks)
@@ -130,7 +112,7 @@ def _block_calls(blocks: Sequence[nn.Module]) -> Iterator[list]:
 
         return hook
 
-    with _hooked(blocks, make, pre=True):
+    with raw_hooks(blocks, make, pre=True):
         yield store
 
 
@@ -151,7 +133,7 @@ def attention_weights(model: Model, layers: Sequence[int]) -> Iterator[dict[int,
 
         return hook
 
-    with _hooked(mods, make, pre=False):
+    with raw_hooks(mods, make, pre=False):
         yield store
 
 
@@ -337,3 +319,42 @@ def run_rows(
         chunk.append(i)
     flush()
     return [results[i] for i in range(len(groups))]
+
+
+def site_activation(rec: Recording, component: str, layer: int) -> Tensor:
+    """Activation ``(batch, pos, width)`` at ``component`` of ``layer``."""
+    if component == "resid_pre":
+        return rec.resid[layer]
+    if component == "resid_post":
+        return rec.resid[layer + 1]
+    return rec.sites[str(layer)]
+
+
+def replace_at(src: Tensor, pos: Tensor, heads: Tensor | None, n_heads: int) -> Callable[[Tensor], Tensor]:
+    """Row ``r`` gets ``src`` ``(pos, width)`` at position(s) ``pos[r]`` (and head ``heads[r]``)."""
+
+    def fn(t: Tensor) -> Tensor:  # t: (rows, pos, width)
+        out = t.clone()
+        rows = torch.arange(t.shape[0], device=t.device)
+        if heads is None:
+            out[rows, pos] = src[pos]
+            return out
+        view = out.view(*t.shape[:2], n_heads, -1)  # (rows, pos, head, d_head)
+        s = src.view(src.shape[0], n_heads, -1)  # (pos, head, d_head)
+        if pos.dim() == 1:  # one position per row
+            view[rows, pos, heads] = s[pos, heads]
+        else:  # pos: (rows, n) positions per row
+            view[rows[:, None], pos, heads[:, None]] = s[pos, heads[:, None]]
+        return out
+
+    return fn
+
+
+def recovered_share(values: Tensor, m_clean: float, m_corr: float) -> Tensor:
+    """``values`` as the share of the clean - corrupted metric gap they recover (0 corrupted, 1 clean)."""
+    if abs(m_clean - m_corr) < 1e-6:
+        raise InputError(
+            f"the clean and corrupted prompts score the same ({m_clean:.4g}); there is nothing to recover: "
+            "pick a corrupted prompt (or a target/foil) for which the model's prediction changes"
+        )
+    return (values - m_corr) / (m_clean - m_corr) + 0.0  # + 0.0: no negative zeros

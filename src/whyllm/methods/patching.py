@@ -15,7 +15,7 @@ its backward pass: effect ~ (clean - corrupted activation) . d metric / d activa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +30,12 @@ from whyllm.methods._internals import (
     check_index,
     default_token,
     record,
+    recovered_share,
+    replace_at,
     resolve_positions,
     rows_per_pass,
     run_rows,
+    site_activation,
     token_id,
 )
 from whyllm.model.base import Model
@@ -132,34 +135,6 @@ def _record(model: Model, ids: Tensor, component: str) -> Recording:
     return record(model, ids, **({"site_inputs": mods} if inputs else {"sites": mods}))
 
 
-def _site(rec: Recording, component: str, layer: int) -> Tensor:
-    """Activation ``(batch, pos, width)`` at ``component`` of ``layer``."""
-    if component == "resid_pre":
-        return rec.resid[layer]
-    if component == "resid_post":
-        return rec.resid[layer + 1]
-    return rec.sites[str(layer)]
-
-
-def _replace(src: Tensor, pos: Tensor, heads: Tensor | None, n_heads: int) -> Callable[[Tensor], Tensor]:
-    """Row ``r`` gets ``src`` ``(pos, width)`` at position(s) ``pos[r]`` (and head ``heads[r]``)."""
-
-    def fn(t: Tensor) -> Tensor:  # t: (rows, pos, width)
-        out = t.clone()
-        rows = torch.arange(t.shape[0], device=t.device)
-        if heads is None:
-            out[rows, pos] = src[pos]
-            return out
-        view = out.view(*t.shape[:2], n_heads, -1)  # (rows, pos, head, d_head)
-        s = src.view(src.shape[0], n_heads, -1)  # (pos, head, d_head)
-        if pos.dim() == 1:  # one position per row
-            view[rows, pos, heads] = s[pos, heads]
-        else:  # pos: (rows, n) positions per row
-            view[rows[:, None], pos, heads[:, None]] = s[pos, heads[:, None]]
-        return out
-
-    return fn
-
 
 def _cells(model: Model, s: Setup, component: str, per_position: bool) -> tuple[tuple[str, ...], list]:
     """Grid axes and, per layer, the list of cells as (grid index, position(s), head or None)."""
@@ -191,14 +166,14 @@ def _groups(model: Model, s: Setup, component: str, clean: Recording, corr: Reco
     groups, owners = [], []
     mods = site_modules(model, component)[0] if not component.startswith("resid") else {}
     for li, layer in enumerate(s.layers):
-        src, base = _site(clean, component, layer), _site(corr, component, layer)
+        src, base = site_activation(clean, component, layer), site_activation(corr, component, layer)
         live = [c for c in cells[li]
                 if int(c[1].max()) >= first and _changes(src, base, c[1], c[2], ad.n_heads)]
         for k in range(0, len(live), cap):
             part = live[k : k + cap]
             pos = torch.stack([c[1] for c in part]).to(src.device)  # (rows,) or (rows, n)
             heads = torch.tensor([c[2] for c in part], device=src.device) if component == "head" else None
-            fn = _replace(src[0], pos, heads, ad.n_heads)
+            fn = replace_at(src[0], pos, heads, ad.n_heads)
             if component.startswith("resid"):
                 start = layer + (component == "resid_post")
                 groups.append(Group(start, fn(base.expand(len(part), -1, -1))))
@@ -213,7 +188,7 @@ def _activation(model: Model, s: Setup, component: str, per_position: bool, max_
                 progress: Progress | None) -> tuple[tuple[str, ...], Tensor, float, float]:
     clean, corr = _record(model, s.clean_ids, component), _record(model, s.corrupted_ids, component)
     m_clean, m_corr = s.score(model, clean.logits, corr.logits)
-    _share(torch.zeros(()), m_clean, m_corr)  # fail before the sweep when there is nothing to recover
+    recovered_share(torch.zeros(()), m_clean, m_corr)  # fail before the sweep if nothing can be recovered
     axes, cells = _cells(model, s, component, per_position)
     sizes = {"layer": len(s.layers), "pos": len(s.positions), "head": len(s.heads)}
     values = torch.full(tuple(sizes[a] for a in axes), m_corr)
@@ -223,15 +198,6 @@ def _activation(model: Model, s: Setup, component: str, per_position: bool, max_
         for cell, x in zip(idx, v.tolist(), strict=True):
             values[cell] = x
     return axes, values, m_clean, m_corr
-
-
-def _share(values: Tensor, m_clean: float, m_corr: float) -> Tensor:
-    if abs(m_clean - m_corr) < 1e-6:
-        raise InputError(
-            f"the clean and corrupted prompts score the same ({m_clean:.4g}); there is nothing to recover: "
-            "pick a corrupted prompt (or a target/foil) for which the model's prediction changes"
-        )
-    return (values - m_corr) / (m_clean - m_corr) + 0.0  # + 0.0: no negative zeros
 
 
 def _grad_modules(model: Model, component: str) -> tuple[dict[str, nn.Module], bool]:
@@ -255,7 +221,7 @@ def _attribution(model: Model, s: Setup, component: str, per_position: bool
         with capture(mods, inputs=inputs, detach=False) as corr:
             logits = model.hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[:, -1]
         m_clean, m_corr = s.score(model, clean_logits.detach(), logits.detach())
-        _share(torch.zeros(()), m_clean, m_corr)
+        recovered_share(torch.zeros(()), m_clean, m_corr)
         value = s.metric.from_logits(logits)[0]
         grads = torch.autograd.grad(value, [corr[n] for n in names], allow_unused=True)
     pos = list(s.positions)
@@ -343,13 +309,13 @@ def patch(
     values = reference = rho = None
     if method == "activation":
         axes, values, m_clean, m_corr = _activation(model, s, component, per_position, max_tokens, progress)
-        grid = _share(values, m_clean, m_corr)
+        grid = recovered_share(values, m_clean, m_corr)
     else:
         axes, est, m_clean, m_corr = _attribution(model, s, component, per_position)
         grid = est / (m_clean - m_corr)
         if compare:
             ref_values = _activation(model, s, component, per_position, max_tokens, progress)[1]
-            reference = _share(ref_values, m_clean, m_corr)
+            reference = recovered_share(ref_values, m_clean, m_corr)
             rho = spearman(grid, reference)
     m = s.metric
     return PatchResult(

@@ -22,12 +22,15 @@ from whyllm.methods._internals import (
     check_index,
     default_token,
     record,
+    recovered_share,
+    replace_at,
     resolve_positions,
     rows_per_pass,
     run_rows,
+    site_activation,
     token_id,
 )
-from whyllm.methods.patching import _replace, _share, _site, site_modules
+from whyllm.methods.patching import site_modules
 from whyllm.model.base import Model
 from whyllm.results.base import meta
 from whyllm.results.internals import PatchResult
@@ -79,11 +82,12 @@ def _groups(
     live = [(j, p) for j, p in enumerate(positions) if p >= first]  # the noise cannot reach earlier ones
     groups, owners = [], []
     for li, layer in enumerate(layers):
-        src, base = _site(clean, component, layer), _site(corr, component, layer)  # (1 | S, pos, width)
+        src = site_activation(clean, component, layer)  # (1 | S, pos, width)
+        base = site_activation(corr, component, layer)
         for k in range(0, len(live), cap):
             part = live[k : k + cap]
             pos = torch.tensor([p for _, p in part], device=src.device).repeat_interleave(samples)  # (rows,)
-            fn = _replace(src[0], pos, None, model.adapter.n_heads)
+            fn = replace_at(src[0], pos, None, model.adapter.n_heads)
             if component.startswith("resid"):
                 start = layer + (component == "resid_post")
                 groups.append(Group(start, fn(base.repeat(len(part), 1, 1))))
@@ -161,7 +165,8 @@ def causal_trace(
         clean_prompt=prompt, corrupted_prompt=None, tokens=tokens, corrupted_tokens=tokens,
         component=component,
         method="causal_trace", metric="prob", target_id=tid, target_token=model.token_texts([tid])[0],
-        axes=("layer", "pos"), layers=lays, positions=pos, grid=_share(values, m_clean, m_corr).float(),
+        axes=("layer", "pos"), layers=lays, positions=pos,
+        grid=recovered_share(values, m_clean, m_corr).float(),
         clean=m_clean, corrupted=m_corr, values=values,
         meta=meta(model, "causal_trace", target=target, subject=subject, subject_positions=list(subj),
                   noise=scale, samples=samples, seed=seed, component=component),

@@ -9,14 +9,14 @@ Every context manager here registers PyTorch forward hooks on entry and removes 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["capture", "intervene", "main_tensor", "n_hooks"]
+__all__ = ["capture", "intervene", "main_tensor", "n_hooks", "raw_hooks"]
 
 
 def main_tensor(value: Any) -> Tensor:
@@ -113,6 +113,27 @@ def intervene(
         raise
     with _registered(handles):
         yield
+
+
+@contextmanager
+def raw_hooks(modules: Sequence[nn.Module], make: Callable[[int], Callable], *, pre: bool) -> Iterator[None]:
+    """Register ``make(i)`` on ``modules[i]`` (pre-hook with kwargs, or forward hook); remove in ``finally``.
+
+    For hooks that need more than the main hidden states :func:`capture` and :func:`intervene` hand
+    over: restarting a pass at a block needs the masks and position embeddings the model passes as
+    keyword arguments, and attention weights are an attention module's second output.
+    """
+    handles = []
+    try:
+        for i, mod in enumerate(modules):
+            if pre:
+                handles.append(mod.register_forward_pre_hook(make(i), with_kwargs=True))
+            else:
+                handles.append(mod.register_forward_hook(make(i)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def n_hooks(model: nn.Module) -> int:
