@@ -62,7 +62,7 @@ def _faith_lines(r: AttributionResult) -> list[str]:
         lines.append(f"comprehensiveness {f.comprehensiveness:.3f} ({comp}; higher is better)")
         lines.append(f"sufficiency {f.sufficiency:.3f} ({suff}; lower is better)")
         lines.append(f"deletion AUC {f.deletion_auc:.3f} (lower is better); "
-                     f"f without any unit {f.empty_score:.3f}")
+                     f"f without any unit {f.empty_score:.3f} (removed = replaced by {f.replacement})")
     return lines
 
 

@@ -290,6 +290,7 @@ function faithPanel(doc) {
         f.fractions.map((x, i) => el("tr", {}, el("td", { text: pct(x) }), el("td", { class: "num", text: fmt(f.comprehensiveness_at[i]) }),
           el("td", { class: "num", text: fmt(f.sufficiency_at[i]) })))));
     }
+    if (f.replacement) side.append(el("p", { class: "dim", text: `removed units replaced by: ${f.replacement}` }));
   }
   const extra = [stat("score f(x)", fmt(doc.score))];
   if (doc.completeness_error !== undefined && doc.completeness_error !== null) extra.push(stat("completeness error", pct(doc.completeness_error)));
