@@ -89,3 +89,11 @@ def test_explain_a_sampled_step(gemma):
 def test_per_token_matrix(gemma):
     r = explain(gemma, IOI, target=" Mary.", per_token=True, method="occlusion", faithfulness=False)
     assert r.matrix.shape[0] == len(r.target_ids) and torch.isfinite(r.matrix).all()
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])
+def test_factual_recall_points_at_the_subject(gemma, method):
+    """" Paris" after "The Eiffel Tower is located in the city of": the subject leads."""
+    r = explain(gemma, "The Eiffel Tower is located in the city of", target=" Paris", method=method,
+                faithfulness=False)
+    assert r.ranked()[0].text == " Eiffel"
