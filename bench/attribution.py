@@ -22,7 +22,8 @@ position but BOS) and, for integrated gradients, the same 32 Gauss-Legendre step
 * Captum 0.9 ``LLMGradientAttribution(LayerIntegratedGradients)`` and ``LLMAttribution(FeatureAblation)``
   on ``TextTokenInput(baselines=<token>, skip_tokens=[bos])``. Captum runs all IG steps in one batch
   by default; at 128 tokens on Gemma that needs ~13 GB (full-vocabulary logits at every position),
-  so on CPU ``--captum-ig-batch`` (default 4) caps its ``internal_batch_size`` there;
+  so on CPU ``--captum-ig-batch`` (default 4; 0 = Captum's default, one batch) caps its
+  ``internal_batch_size`` there;
 * Inseq 0.7 (``--inseq-python``: a separate environment), integrated gradients and occlusion, offline
   from the converted model folder, with its own defaults (zero baseline for IG, occlusion by
   sliding window), so only its cost is compared.
@@ -294,7 +295,7 @@ def _specs(args) -> list[dict]:
                   "threads": args.threads}
         specs += [{"tool": "whyllm", "method": m, **common} for m in WHYLLM]
         if not args.no_captum:
-            cap = args.captum_ig_batch if n > 64 and args.device == "cpu" else None
+            cap = args.captum_ig_batch or None if n > 64 and args.device == "cpu" else None
             specs.append({"tool": "captum", "method": "integrated_gradients", "captum_batch": cap, **common})
             specs.append({"tool": "captum", "method": "occlusion", **common})
     return specs

@@ -27,10 +27,11 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None] | None
-# on CPU: bytes of activations one chunk may hold (gradients included). Bigger chunks run faster up
-# to ~8 rows: integrated gradients on Gemma 3 270M, 128 tokens, took 0.39 / 0.32 / 0.29 / 0.30 s a
-# step with 1 / 4 / 8 / 16 rows per chunk. 1.5 GiB holds 8 such rows (1.2 GB more than the model).
-DEFAULT_MAX_MEMORY = 3 * 2**29
+# on CPU: bytes of activations one chunk may hold (gradients included). Bigger chunks run a little
+# faster: integrated gradients on Gemma 3 270M, 128 tokens, took 0.39 / 0.32 / 0.29 / 0.30 s a step
+# with 1 / 4 / 8 / 16 rows per chunk (1 GiB holds 5). 1 GiB keeps the peak at 2.5 GB, a fifth of
+# Captum's 12-13 GB; 8 rows would add 0.5 GB for ~6% less time.
+DEFAULT_MAX_MEMORY = 2**30
 _GPU_SHARE = 0.25  # on a GPU: that share of its free memory
 # forward-only chunks, in tokens: on CPU bigger batches run slower per token (cache misses); a GPU
 # wants large batches
@@ -65,7 +66,7 @@ def frozen(model: Model) -> Iterator[None]:
 
 
 def memory_cap(model: Model, max_memory: int | None) -> int:
-    """``max_memory``, or the default: 1.5 GiB on CPU, a quarter of a GPU's free memory (at least that)."""
+    """``max_memory``, or the default: 1 GiB on CPU, a quarter of a GPU's free memory (at least 1 GiB)."""
     if max_memory is not None:
         if isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1:
             from whyllm.errors import InputError

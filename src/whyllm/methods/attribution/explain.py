@@ -164,7 +164,7 @@ def explain(
             prompt and the earlier output tokens.
         fractions: top-k fractions for the faithfulness metrics.
         max_memory: activation memory per batch chunk, in bytes (larger batches are split); default
-            1.5 GiB on CPU, a quarter of the free memory on a GPU.
+            1 GiB on CPU, a quarter of the free memory on a GPU.
         progress: called with ``(done, total)`` as the work advances.
         **method_options: method-specific options (e.g. ``samples``/``seed`` for context_ablation).
     """
