@@ -11,6 +11,7 @@ from captum.attr import InputXGradient, IntegratedGradients, LayerIntegratedGrad
 from whyllm.errors import InputError
 from whyllm.methods.attribution import explain
 from whyllm.methods.attribution.integrated import gauss_legendre
+from whyllm.model.tiny import TINY_ARCHITECTURES
 
 # float32 throughout: ours and Captum's run the same computation in a different batch layout
 RTOL, ATOL = 1e-4, 1e-6
@@ -102,7 +103,7 @@ def test_per_token_matrix_rows_are_single_attributions(llama, method):
         assert float(r.matrix[j, n:].abs().sum()) == 0  # causal: later tokens cannot matter
 
 
-@pytest.mark.parametrize("arch", ["gemma3_text", "gpt2"])
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
 def test_per_token_cut_at_the_readout_equals_backward_from_the_scores(tiny, monkeypatch, arch):
     """The per-token matrix cuts the graph at the unembedding; the plain batched backward agrees."""
     from whyllm.methods.attribution import gradients
