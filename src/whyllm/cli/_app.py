@@ -39,6 +39,9 @@ DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Run the model repository's own code.")]
 PickleOpt = Annotated[bool, typer.Option(
     "--allow-pickle", help="Allow .bin/.pt checkpoints (loaded weights-only) when no safetensors exist.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
+HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
+PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
 
 
 def command(*args: Any, **kwargs: Any) -> Callable:

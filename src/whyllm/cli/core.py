@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,8 +11,11 @@ from rich.text import Text
 from whyllm.cli._app import (
     DeviceOpt,
     DtypeOpt,
+    HtmlOpt,
+    JsonOpt,
     ModelOpt,
     PickleOpt,
+    PngOpt,
     TrustOpt,
     command,
     emit,
@@ -22,9 +24,6 @@ from whyllm.cli._app import (
     out_console,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
-HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
-PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
 TempOpt = Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k", help="Sample only from the k most likely tokens.")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling: keep this much mass.")]

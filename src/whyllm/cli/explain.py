@@ -10,8 +10,18 @@ from typing import Annotated
 
 import typer
 
-from whyllm.cli._app import DeviceOpt, DtypeOpt, ModelOpt, command, emit, err_console, load
-from whyllm.cli.core import HtmlOpt, JsonOpt, PngOpt
+from whyllm.cli._app import (
+    DeviceOpt,
+    DtypeOpt,
+    HtmlOpt,
+    JsonOpt,
+    ModelOpt,
+    PngOpt,
+    command,
+    emit,
+    err_console,
+    load,
+)
 from whyllm.errors import InputError
 
 GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]

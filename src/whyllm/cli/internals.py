@@ -11,15 +11,17 @@ import typer
 from whyllm.cli._app import (
     DeviceOpt,
     DtypeOpt,
+    HtmlOpt,
+    JsonOpt,
     ModelOpt,
     PickleOpt,
+    PngOpt,
     TrustOpt,
     command,
     emit,
     err_console,
     load,
 )
-from whyllm.cli.core import HtmlOpt, JsonOpt, PngOpt
 from whyllm.errors import InputError
 
 TargetOpt = Annotated[str | None, typer.Option(

@@ -168,7 +168,8 @@ class Job:
         model / prep / target: the model, the tokenised input and the target function.
         x / base: ``(1, pos, d_model)`` input and baseline embeddings (masked tokens equal in both).
         units: the units a unit-level method scores.
-        full / empty: ``(n_groups,)`` target on the input and on the baseline.
+        full / empty: ``(n_groups,)`` target on the input and on the baseline (``empty`` is ``None``
+            for the faithfulness metrics, which score the fully erased input themselves).
         max_memory: activation memory cap per chunk, in bytes.
         progress: called with ``(done, total)`` as work advances.
     """
@@ -180,7 +181,7 @@ class Job:
     base: Tensor
     units: list[UnitSpan]
     full: Tensor
-    empty: Tensor
+    empty: Tensor | None
     max_memory: int = DEFAULT_MAX_MEMORY
     progress: Progress = None
 

@@ -99,10 +99,8 @@ def _run(
         keep = [k for k, u in enumerate(units) if u.role != "output"]
         # one replacement for every method, so that their metrics compare (``whyllm evaluate``)
         erase, erase_label = (base, label) if given else baseline_embeddings(model, prep, x, ERASURE_BASELINE)
-        summed = target.summed()
-        empty_erased = empty if erase is base else summed.scores(model, erase).cpu()[0]
-        job_total = Job(model, prep, summed, x, erase, units, full.sum(0, keepdim=True),
-                        empty_erased.sum(0, keepdim=True), max_memory)
+        job_total = Job(model, prep, target.summed(), x, erase, units, full.sum(0, keepdim=True), None,
+                        max_memory)
         faith = score_faithfulness(job_total, [units[k] for k in keep], total[keep], fractions=fractions,
                                    replacement=erase_label)
     return _result(model, prep, target, method, granularity, units, tokens, total, faith, label, out,
