@@ -149,7 +149,7 @@ def _sync(device: str) -> None:
 def _measure(spec: dict) -> dict:
     import torch
 
-    from whyllm.methods.attribution.inputs import _default_token
+    from whyllm.methods.attribution.baselines import _default_token
 
     torch.set_num_threads(spec["threads"])
     dev = spec["device"]

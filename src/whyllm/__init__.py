@@ -7,6 +7,7 @@ Predictions, sampling, input attribution and model internals for any Hugging Fac
     whyllm.predict(model, "The capital of France is", target=" Paris")
 """
 
+from whyllm._version import __version__
 from whyllm.errors import (
     InputError,
     ModelLoadError,
@@ -16,23 +17,20 @@ from whyllm.errors import (
     UnsupportedModelError,
     WhyllmError,
 )
-
-__version__ = "0.1.0"
-
-from whyllm.methods.attention import attention  # noqa: E402
-from whyllm.methods.attribution import evaluate, explain, explain_step  # noqa: E402
-from whyllm.methods.chat import chat_prompt, chat_reply, reply_text  # noqa: E402
-from whyllm.methods.components import components  # noqa: E402
-from whyllm.methods.generate import DecodingSettings, generate, sample, sampling_distribution  # noqa: E402
-from whyllm.methods.lens import logit_lens  # noqa: E402
-from whyllm.methods.patching import attribution_patch, compare_patching, patch  # noqa: E402
-from whyllm.methods.predict import predict  # noqa: E402
-from whyllm.methods.tracing import causal_trace  # noqa: E402
-from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_model  # noqa: E402
-from whyllm.results.attribution import AttributionResult, EvaluationResult  # noqa: E402
-from whyllm.results.generate import GenerationResult, SamplesResult, Step  # noqa: E402
-from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult  # noqa: E402
-from whyllm.results.predict import Candidate, PredictResult, TargetScore  # noqa: E402
+from whyllm.methods.attention import attention
+from whyllm.methods.attribution import evaluate, explain, explain_step
+from whyllm.methods.components import components
+from whyllm.methods.generate import DecodingSettings, chat_reply, generate, sample, sampling_distribution
+from whyllm.methods.lens import logit_lens
+from whyllm.methods.patching import attribution_patch, compare_patching, patch
+from whyllm.methods.predict import predict
+from whyllm.methods.tracing import causal_trace
+from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_model
+from whyllm.model.chat import chat_prompt, reply_text
+from whyllm.results.attribution import AttributionResult, EvaluationResult
+from whyllm.results.generate import GenerationResult, SamplesResult, Step
+from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
+from whyllm.results.predict import Candidate, PredictResult, TargetScore
 
 __all__ = [
     "AttentionResult",

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from whyllm.methods.attribution import explain, explain_step
-from whyllm.methods.attribution.inputs import baseline_embeddings, prepare
+from whyllm.methods.attribution.baselines import baseline_embeddings
+from whyllm.methods.attribution.inputs import prepare
 from whyllm.methods.generate import generate
 from whyllm.model.hooks import n_hooks
 

@@ -1,13 +1,14 @@
-"""Command-line interface: ``whyllm COMMAND --help``. Parsing and rendering only; no logic."""
+"""Command-line interface: ``whyllm COMMAND --help``. Parsing and rendering only; no logic.
 
-from whyllm.cli import core  # noqa: F401  (registers commands)
+Hand-written commands (streaming, interactive or file-reading ones) live in :mod:`~whyllm.cli.core`,
+:mod:`~whyllm.cli.explain`, :mod:`~whyllm.cli.internals` and :mod:`~whyllm.cli.serve`; every other
+registered analysis gets a command made from its signature (:mod:`~whyllm.cli.generated`).
+"""
+
+from whyllm.cli import core, explain, internals, serve
 from whyllm.cli._app import app
+from whyllm.cli.generated import add_missing_commands
 
-for _name in ("explain", "internals", "serve"):
-    try:
-        __import__(f"whyllm.cli.{_name}")
-    except ModuleNotFoundError as _e:
-        if _e.name != f"whyllm.cli.{_name}":
-            raise
+add_missing_commands()
 
-__all__ = ["app"]
+__all__ = ["app", "core", "explain", "internals", "serve"]

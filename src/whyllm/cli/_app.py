@@ -1,11 +1,21 @@
-"""The typer app, shared options and the error boundary. Commands live in sibling modules."""
+"""The typer app, the options every command shares, the error boundary and the one progress bar.
+
+Commands live in sibling modules and are plain functions decorated with :func:`command`. A command that
+loads a model takes a :class:`Run` as its first parameter: the decorator adds the loading options
+(``--model``, ``--dtype``, ``--device``, ``--trust-remote-code``, ``--allow-pickle``) and the output
+options (``--json``, ``--html``, ``--png``) to its signature, so they are written once here.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import json
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,11 +24,11 @@ from rich.console import Console
 from rich.text import Text
 
 from whyllm.errors import WhyllmError
+from whyllm.methods.engine.progress import Progress
+from whyllm.model import load as load_mod
+from whyllm.model.base import Model, check_prompt
 
-__all__ = [
-    "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit", "err_console",
-    "load", "out_console",
-]
+__all__ = ["Run", "app", "command", "err_console", "out_console", "progress_bar"]
 
 app = typer.Typer(
     name="whyllm",
@@ -30,70 +40,130 @@ app = typer.Typer(
 out_console = Console()
 err_console = Console(stderr=True)
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", "-m", help="Model folder, .gguf file or hub id (default: bundled Gemma 3 270M)."),
-]
-DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16.")]
-DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
-TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Run the model repository's own code.")]
-PickleOpt = Annotated[bool, typer.Option(
-    "--allow-pickle", help="Allow .bin/.pt checkpoints (loaded weights-only) when no safetensors exist.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in docs/schema.md).")]
-HtmlOpt = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
-PngOpt = Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")]
+
+def _show_library_notes() -> None:
+    """Show the library's ``logging.INFO`` notes (e.g. the one-time model conversion) on stderr."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("whyllm")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=err_console, show_time=False, show_path=False, show_level=False,
+                              markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+_LOAD_OPTIONS = {
+    "model": (Annotated[str | None, typer.Option(
+        "--model", "-m", help="Model folder, .gguf file or hub id (default: bundled Gemma 3 270M).")], None),
+    "dtype": (Annotated[str, typer.Option(help="float32, bfloat16 or float16.")], "float32"),
+    "device": (Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")], "cpu"),
+    "trust_remote_code": (Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Run the model repository's own code.")], False),
+    "allow_pickle": (Annotated[bool, typer.Option(
+        "--allow-pickle",
+        help="Allow .bin/.pt checkpoints (loaded weights-only) when no safetensors exist.")], False),
+}
+_OUTPUT_OPTIONS = {
+    "json": (Annotated[bool, typer.Option(
+        "--json", help="Print one JSON document (schema in docs/schema.md).")], False),
+    "html": (Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")],
+             None),
+    "png": (Annotated[Path | None, typer.Option("--png", help="Also draw the view as a PNG image.")], None),
+}
 
 
-def command(*args: Any, **kwargs: Any) -> Callable:
-    """``app.command`` whose user errors end as one line on stderr and exit code 2."""
+@dataclass
+class Run:
+    """The shared options of one command line: how to load the model and what to output."""
+
+    model: str | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    json: bool = False
+    html: Path | None = None
+    png: Path | None = None
+
+    def load(self, *prompts: object) -> Model:
+        """Check ``prompts`` (cheap), then load the model named on the command line (status on stderr)."""
+        for p in prompts:
+            check_prompt(p)
+        _show_library_notes()
+        with err_console.status("loading model…"):
+            return load_mod.load_model(self.model, dtype=self.dtype, device=self.device,
+                                       trust_remote_code=self.trust_remote_code,
+                                       allow_pickle=self.allow_pickle)
+
+    def emit(self, result: Any, *, show: bool = True) -> None:
+        """Print a result (rich view, or its JSON document with ``--json``) and write the files asked for.
+
+        Args:
+            result: any whyllm result.
+            show: print the rich view (``False`` when the command already streamed it).
+        """
+        if self.html is not None:
+            result.to_html(self.html)
+        if self.png is not None:
+            from whyllm.render.plot import save_png  # matplotlib is an optional extra
+
+            save_png(result, self.png)
+        if self.json:
+            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+        elif show:
+            out_console.print(result)
+
+
+@contextmanager
+def progress_bar(what: str) -> Iterator[Progress]:
+    """The CLI's progress bar (transient, on stderr); yields the callback a long method takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(what, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _parameters(options: dict[str, tuple[Any, Any]]) -> list[inspect.Parameter]:
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+            for name, (kind, default) in options.items()]
+
+
+def _fail(e: WhyllmError) -> typer.Exit:
+    message = " ".join(str(e).split())  # one line, whatever the message holds
+    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    return typer.Exit(2)
+
+
+def command(name: str | None = None, *, outputs: bool = True, on: typer.Typer | None = None) -> Callable:
+    """Register a command (on ``on``, default the whyllm app) whose user errors end as one line and exit 2.
+
+    A function whose first parameter is named ``run`` gets a :class:`Run` there, and the shared
+    loading options (plus the output options when ``outputs``) on the command line.
+    """
 
     def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*a: Any, **k: Any) -> Any:
-            try:
-                return fn(*a, **k)
-            except WhyllmError as e:
-                message = " ".join(str(e).split())  # one line, whatever the message holds
-                err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-                raise typer.Exit(2) from None
+        sig = inspect.signature(fn, eval_str=True)
+        params = list(sig.parameters.values())
+        takes_run = bool(params) and params[0].name == "run"
+        shared = {**_LOAD_OPTIONS, **(_OUTPUT_OPTIONS if outputs else {})} if takes_run else {}
+        own = params[1:] if takes_run else params
 
-        return app.command(*args, **kwargs)(run)
+        @functools.wraps(fn)
+        def call(**kwargs: Any) -> Any:
+            try:
+                if takes_run:
+                    return fn(Run(**{k: kwargs.pop(k) for k in shared}), **kwargs)
+                return fn(**kwargs)
+            except WhyllmError as e:
+                raise _fail(e) from None
+
+        full = own + _parameters(shared)
+        call.__signature__ = sig.replace(parameters=full)  # type: ignore[attr-defined]
+        call.__annotations__ = {p.name: p.annotation for p in full}
+        del call.__wrapped__  # typer must read the new signature, not fn's
+        return (on or app).command(name)(call)
 
     return wrap
-
-
-def load(model: str | None, dtype: str = "float32", device: str = "cpu", *, trust_remote_code: bool = False,
-         allow_pickle: bool = False, prompts: tuple[object, ...] = ()):
-    """Check ``prompts`` (cheap), then load the model named on the command line (progress on stderr)."""
-    from whyllm.model.base import check_prompt
-    from whyllm.model.load import load_model
-
-    for p in prompts:
-        check_prompt(p)
-    with err_console.status("loading model…"):
-        return load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                          allow_pickle=allow_pickle)
-
-
-def emit(result: Any, *, as_json: bool, html: Path | None = None, png: Path | None = None,
-         show: bool = True) -> None:
-    """Print a result (rich view or JSON document) and write the requested files.
-
-    Args:
-        result: any whyllm result.
-        as_json: print its JSON document (one line) instead of the rich view.
-        html: also write a self-contained HTML report there.
-        png: also draw the view as a PNG image there.
-        show: print the rich view (``False`` when the command already streamed it).
-
-    """
-    if html is not None:
-        result.to_html(html)
-    if png is not None:
-        from whyllm.render.plot import save_png
-
-        save_png(result, png)
-    if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
-    elif show:
-        out_console.print(result)

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json as jsonlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from whyllm.cli._app import (
-    DeviceOpt,
-    DtypeOpt,
-    HtmlOpt,
-    JsonOpt,
-    ModelOpt,
-    PngOpt,
-    command,
-    emit,
-    err_console,
-    load,
-)
+from whyllm.cli._app import Run, command, progress_bar
 from whyllm.errors import InputError
+from whyllm.methods.attribution import evaluate as run_evaluate
+from whyllm.methods.attribution import explain as run_explain
+from whyllm.methods.attribution.registry import METHODS
+from whyllm.results.attribution import GRANULARITIES
 
 GranularityOpt = Annotated[str, typer.Option(help="Unit of attribution: token, word, sentence.")]
 StepsOpt = Annotated[str, typer.Option(help="Integrated gradients' steps: N or 'auto' (until under 1%).")]
@@ -44,48 +35,31 @@ def _steps(value: str) -> int | str:
     return steps
 
 
-@contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient progress bar on stderr, updated by the callback it yields."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
-
-
 @command()
 def explain(
+    run: Run,
     prompt: str,
     target: Annotated[str | None, typer.Option(help="Continuation to explain (default: prediction).")] = None,
     foil: Annotated[str | None, typer.Option(help="Explain 'target rather than foil'.")] = None,
-    method: Annotated[str, typer.Option(help="saliency, input_x_gradient, integrated_gradients, occlusion, "
-                                              "attention, attention_rollout, context_ablation.")] = _IG,
+    method: Annotated[str, typer.Option(help=", ".join(METHODS) + ".")] = _IG,
     granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
     per_token: Annotated[bool, typer.Option(help="Matrix: each target token from all earlier ones.")] = False,
     faithfulness: Annotated[bool, typer.Option("--faithfulness/--no-faithfulness",
                                                help="Comprehensiveness, sufficiency, deletion AUC.")] = True,
     samples: Annotated[int | None, typer.Option(help="context_ablation: random ablations to run.")] = None,
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Which parts of PROMPT made the model predict its next token (or --target)?"""
-    from whyllm.methods.attribution import explain as run
-    from whyllm.methods.attribution.aggregate import GRANULARITIES
-    from whyllm.methods.attribution.registry import get_method
-
-    get_method(method)
+    METHODS[method]  # an unknown method fails before the model loads
     n_steps = _steps(steps)
     if granularity not in GRANULARITIES[:3]:
         raise InputError(f"--granularity must be token, word or sentence, got {granularity!r}")
     options = {"samples": samples} if samples is not None else {}
-    m = load(model, dtype, device, prompts=(prompt,))
-    with _progress(f"{method}…") as progress:
-        res = run(m, prompt, target=target, foil=foil, method=method, granularity=granularity, steps=n_steps,
-                  baseline=baseline, faithfulness=faithfulness, per_token=per_token, progress=progress,
-                  **options)
-    emit(res, as_json=json, html=html, png=png)
+    m = run.load(prompt)
+    with progress_bar(method) as progress:
+        res = run_explain(m, prompt, target=target, foil=foil, method=method, granularity=granularity,
+                          steps=n_steps, baseline=baseline, faithfulness=faithfulness, per_token=per_token,
+                          progress=progress, **options)
+    run.emit(res)
 
 
 def read_prompts(path: Path) -> list[str | dict]:
@@ -110,23 +84,19 @@ def read_prompts(path: Path) -> list[str | dict]:
 
 @command()
 def evaluate(
+    run: Run,
     prompt_file: Path,
     methods: Annotated[str | None, typer.Option(help="Comma-separated methods (default: all).")] = None,
     granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    json: JsonOpt = False, html: HtmlOpt = None,
 ) -> None:
     """Rank attribution methods by faithfulness on the prompts of PROMPT_FILE (one per line or JSON lines)."""
-    from whyllm.methods.attribution import evaluate as run
-    from whyllm.methods.attribution.registry import get_method
-
     names = [s.strip() for s in methods.split(",") if s.strip()] if methods else None
     for name in names or []:
-        get_method(name)
+        METHODS[name]
     n_steps = _steps(steps)
     prompts = read_prompts(prompt_file)
-    m = load(model, dtype, device)
-    with _progress("evaluating…") as progress:
-        res = run(m, prompts, methods=names, granularity=granularity, steps=n_steps, baseline=baseline,
-                  progress=progress)
-    emit(res, as_json=json, html=html)
+    m = run.load()
+    with progress_bar("evaluating") as progress:
+        res = run_evaluate(m, prompts, methods=names, granularity=granularity, steps=n_steps,
+                           baseline=baseline, progress=progress)
+    run.emit(res)

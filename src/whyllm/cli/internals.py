@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
-from whyllm.cli._app import (
-    DeviceOpt,
-    DtypeOpt,
-    HtmlOpt,
-    JsonOpt,
-    ModelOpt,
-    PickleOpt,
-    PngOpt,
-    TrustOpt,
-    command,
-    emit,
-    err_console,
-    load,
-)
+from whyllm.cli._app import Run, command, progress_bar
 from whyllm.errors import InputError
+from whyllm.methods.attention import attention as run_attention
+from whyllm.methods.components import components as run_components
+from whyllm.methods.lens import logit_lens
+from whyllm.methods.patching import patch as run_patch
+from whyllm.methods.tracing import causal_trace
 
 TargetOpt = Annotated[str | None, typer.Option(
     help="Token to follow/explain (first token of the text); default: the model's top prediction.")]
@@ -45,85 +35,53 @@ SubjectOpt = Annotated[str | None, typer.Option(
 NoiseOpt = Annotated[float | None, typer.Option(help="Tracing noise std (default 3x the embeddings').")]
 
 
-@contextmanager
-def _progress(enabled: bool, what: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr, handed to the method as its ``progress`` callback."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(what, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
 @command()
 def lens(
+    run: Run,
     prompt: str,
     target: TargetOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Tokens kept per layer and position.")] = 5,
     position: PositionsOpt = None,
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
-    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Logit lens: decode the residual stream after every layer with the model's own read-out."""
-    from whyllm.methods.lens import logit_lens
-
     if top_k < 1:
         raise InputError(f"--top-k must be at least 1, got {top_k}")
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-             prompts=(prompt,))
+    m = run.load(prompt)
     res = logit_lens(m, prompt, target=target, top_k=top_k, positions=position)
-    emit(res, as_json=json, html=html, png=png)
+    run.emit(res)
 
 
 @command()
 def components(
+    run: Run,
     prompt: str,
     target: TargetOpt = None,
     foil: FoilOpt = None,
     top_neurons: Annotated[int, typer.Option(help="Neurons listed for each of the top 3 MLPs.")] = 10,
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
-    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Direct logit attribution: the next-token logit split into embeddings, heads and MLPs."""
-    from whyllm.methods.components import components as run
-
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-             prompts=(prompt,))
-    emit(run(m, prompt, target=target, foil=foil, top_neurons=top_neurons), as_json=json, html=html, png=png)
+    m = run.load(prompt)
+    run.emit(run_components(m, prompt, target=target, foil=foil, top_neurons=top_neurons))
 
 
 @command()
 def attention(
+    run: Run,
     prompt: str,
     layer: LayersOpt = None,
     head: HeadsOpt = None,
     target: TargetOpt = None,
     max_tokens: Annotated[int, typer.Option(help="Keep only the last N positions.")] = 256,
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
-    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Attention patterns and head importance; the view draws the most important head selected."""
-    from whyllm.methods.attention import attention as run
-
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-             prompts=(prompt,))
-    res = run(m, prompt, layers=layer, heads=head, target=target, max_tokens=max_tokens)
-    emit(res, as_json=json, html=html, png=png)
+    m = run.load(prompt)
+    res = run_attention(m, prompt, layers=layer, heads=head, target=target, max_tokens=max_tokens)
+    run.emit(res)
 
 
 @command()
 def patch(
+    run: Run,
     clean: str,
     corrupted: CorruptedOpt = None,
     target: TargetOpt = None,
@@ -137,28 +95,20 @@ def patch(
     noise: NoiseOpt = None,
     samples: Annotated[int, typer.Option(help="Tracing noise samples.")] = 10,
     seed: Annotated[int, typer.Option(help="Tracing noise seed.")] = 0,
-    model: ModelOpt = None, dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
-    json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Activation / attribution patching of CLEAN into --corrupted, or causal tracing (--trace-subject)."""
     if (corrupted is None) == (trace_subject is None):
         raise InputError("give either --corrupted PROMPT (patching) or --trace-subject TEXT (causal "
                          "tracing), not both or neither")
     prompts = (clean,) if corrupted is None else (clean, corrupted)
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-             prompts=prompts)
-    with _progress(not json, "patching") as progress:
+    m = run.load(*prompts)
+    with progress_bar("patching") as progress:
         if trace_subject is not None:
-            from whyllm.methods.tracing import causal_trace
-
             res = causal_trace(m, clean, target=target, subject=trace_subject, noise=noise, samples=samples,
                                seed=seed, component=component, layers=layer, positions=position,
                                progress=progress)
         else:
-            from whyllm.methods.patching import patch as run
-
-            res = run(m, clean, corrupted, target=target, foil=foil, component=component, method=method,
+            res = run_patch(m, clean, corrupted, target=target, foil=foil, component=component, method=method,
                       positions=position, layers=layer, heads=head, per_position=per_position,
                       compare=compare, progress=progress)
-    emit(res, as_json=json, html=html, png=png)
+    run.emit(res)

@@ -7,17 +7,8 @@ from typing import Annotated
 
 import typer
 
-from whyllm.cli._app import (
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    PickleOpt,
-    TrustOpt,
-    command,
-    err_console,
-    load,
-    out_console,
-)
+from whyllm.cli._app import Run, command, err_console, out_console
+from whyllm.errors import InputError
 
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
@@ -29,9 +20,9 @@ def _is_wildcard(host: str) -> bool:
         return False
 
 
-@command()
+@command(outputs=False)
 def serve(
-    model: ModelOpt = None,
+    run: Run,
     host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     queue_size: Annotated[int, typer.Option("--queue-size", min=1, max=1024,
@@ -40,14 +31,11 @@ def serve(
                                               help="Access token (default: a new random one).")] = None,
     allow_host: Annotated[list[str] | None, typer.Option(
         "--allow-host", help="Extra Host header names to accept (besides localhost names).")] = None,
-    dtype: DtypeOpt = "float32", device: DeviceOpt = "cpu",
-    trust_remote_code: TrustOpt = False, allow_pickle: PickleOpt = False,
 ) -> None:
     """Explore the model in a browser: load it once and serve the explorer and its JSON API.
 
     Prints the URL to open; it carries the per-launch token that every request needs.
     """
-    from whyllm.errors import InputError
     from whyllm.server.app import create_app
     from whyllm.server.run import run_app, url_of
 
@@ -59,7 +47,7 @@ def serve(
     if host not in _LOOPBACK:
         err_console.print(f"[yellow]warning:[/yellow] binding {host} exposes the explorer beyond this "
                           "machine; requests still need the token", highlight=False)
-    m = load(model, dtype, device, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    m = run.load()
     app = create_app(m, token=token, queue_size=queue_size, allowed_hosts=hosts)
     out_console.print(f"whyllm explorer for {m.name}: open {url_of(host, port, app.state.token)}",
                       highlight=False, soft_wrap=True)

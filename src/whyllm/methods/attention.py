@@ -2,49 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 
-from whyllm.errors import InputError, UnsupportedModelError
-from whyllm.methods._internals import attention_weights, check_index, default_token, token_id
-from whyllm.methods.components import decompose, direct_sites
+from whyllm.methods.engine.args import check_int, select, target_and_foil
+from whyllm.methods.engine.direct import capture_direct, decompose
 from whyllm.model.base import Model
-from whyllm.model.hooks import capture
+from whyllm.model.patches import attention_weights, check_weights, eager_attention
 from whyllm.results.base import meta
 from whyllm.results.internals import AttentionResult
 
-__all__ = ["attention", "eager_attention"]
-
-
-@contextmanager
-def eager_attention(model: Model) -> Iterator[None]:
-    """Switch the model to eager attention (which returns its weights) for the block; restore after.
-
-    Fused kernels (SDPA, flash) never materialise the attention weights.
-    """
-    hf = model.hf
-    original = hf.config._attn_implementation
-    changed = original != "eager"
-    if changed:
-        hf.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        if changed:
-            hf.set_attn_implementation(original)
-
-
-def _select(values: Sequence[int] | None, size: int, what: str, plural: str) -> tuple[int, ...]:
-    if values is None:
-        return tuple(range(size))
-    if isinstance(values, int):
-        values = [values]
-    chosen = tuple(dict.fromkeys(check_index(v, size, what, plural) for v in values))
-    if not chosen:
-        raise InputError(f"no {plural} selected; give at least one or None for all")
-    return chosen
+__all__ = ["attention"]
 
 
 def attention(
@@ -71,27 +40,17 @@ def attention(
         An :class:`AttentionResult` with ``(layer, head, query, key)`` patterns and ``(layer, head)``
         importance.
     """
-    if not isinstance(max_tokens, int) or max_tokens < 1:
-        raise InputError(f"max_tokens must be a positive integer, got {max_tokens!r}")
+    check_int(max_tokens, "max_tokens")
     ad = model.adapter
-    lays = _select(layers, ad.n_layers, "layer", "layers")
-    hds = _select(heads, ad.n_heads, "head", "heads")
+    lays = select(layers, ad.n_layers, "layer", "layers")
+    hds = select(heads, ad.n_heads, "head", "heads")
     ids = model.encode(prompt)  # (1, pos)
-    outs, ins = direct_sites(model)
     with torch.no_grad(), eager_attention(model):
-        with (
-            capture(outs) as got_out,
-            capture(ins, inputs=True) as got_in,
-            attention_weights(model, lays) as att,
-        ):
+        with capture_direct(model) as acts, attention_weights(model, lays) as att:
             real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
-        if len(att) != len(lays):
-            raise UnsupportedModelError(
-                f"{model.name}: the attention modules return no weights even with eager attention; "
-                "whyllm cannot show their patterns"
-            )
-        tid = token_id(model, target) if target is not None else default_token(model, real)[1]
-        dec = decompose(model, {k: v[0, -1] for k, v in {**got_out, **got_in}.items()}, tid, None)
+        check_weights(model, att, lays)
+        tid, _ = target_and_foil(model, target, None, real)
+        dec = decompose(model, acts.at(-1), tid, None)
     offset = max(0, ids.shape[1] - max_tokens)
     pats = torch.stack([att[lay][0, list(hds)] for lay in lays])  # (layer, head, q, k)
     pats = pats[..., offset:, offset:].float().cpu()

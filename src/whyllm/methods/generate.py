@@ -10,93 +10,21 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
+from whyllm.methods.engine.progress import Progress, report
+from whyllm.methods.engine.sampling import DecodingSettings, cut_logits, sampling_distribution
 from whyllm.model.base import Model
+from whyllm.model.chat import PLAIN_STOP, chat_prompt
 from whyllm.results.base import meta
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.predict import Candidate
 
-__all__ = ["DecodingSettings", "generate", "sample", "sampling_distribution"]
-
-
-@dataclass(frozen=True)
-class DecodingSettings:
-    """Validated decoding settings; ``greedy`` (or temperature 0) takes the most likely token.
-
-    Raises:
-        InputError: ``max_new_tokens`` < 1, ``temperature`` < 0 (or not finite), ``top_k`` < 1, or
-            ``top_p`` outside (0, 1].
-
-    """
-
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) \
-                or self.max_new_tokens < 1:
-            raise InputError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
-        if not isinstance(self.temperature, int | float) or not math.isfinite(self.temperature) \
-                or self.temperature < 0:
-            raise InputError(
-                f"temperature must be >= 0, got {self.temperature!r}; use 0 or --greedy for greedy decoding"
-            )
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise InputError(
-                f"top_k must be an integer >= 1, got {self.top_k!r}; leave it unset to keep every token"
-            )
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}; 1 keeps every token")
-
-    @property
-    def is_greedy(self) -> bool:
-        """True when decoding takes the argmax."""
-        return self.greedy or self.temperature == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the settings as stored in results."""
-        return dict(vars(self))
-
-
-def _cut(logits: Tensor, s: DecodingSettings) -> Tensor:
-    """Logits / temperature with the tokens top-k and top-p cut set to ``-inf``, ``(..., vocab)``.
-
-    Ties are kept together: every token tied with the k-th most likely survives top-k (as in
-    transformers), and every token tied with the least likely token of the nucleus survives top-p, so
-    the result never depends on how a sort orders equal values.
-    """
-    scaled = logits / s.temperature  # (..., vocab)
-    if s.top_k is not None and s.top_k < scaled.shape[-1]:
-        kth = scaled.topk(s.top_k, dim=-1).values[..., -1:]  # (..., 1)
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    if s.top_p is not None and s.top_p < 1:
-        probs = scaled.softmax(-1)  # (..., vocab)
-        sorted_p = probs.sort(-1, descending=True).values
-        before = sorted_p.cumsum(-1) - sorted_p  # mass of the more likely tokens
-        kept = before < s.top_p  # the smallest set whose mass reaches top_p
-        floor = sorted_p.masked_fill(~kept, float("inf")).min(-1, keepdim=True).values  # (..., 1)
-        scaled = scaled.masked_fill(probs < floor, float("-inf"))
-    return scaled
-
-
-def sampling_distribution(logits: Tensor, s: DecodingSettings) -> Tensor:
-    """Probabilities actually sampled from, ``(..., vocab)``: zero for tokens the settings cut.
-
-    Greedy settings give a one-hot distribution on the argmax.
-    """
-    if s.is_greedy:
-        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
-    return _cut(logits.float(), s).softmax(-1)
+__all__ = ["DecodingSettings", "chat_reply", "generate", "sample", "sampling_distribution"]
 
 
 def _eos_ids(model: Model) -> set[int]:
@@ -140,7 +68,7 @@ def _choose(
     if s.is_greedy:
         ones = torch.ones(n)
         return logits.argmax(-1).cpu(), ones, ones.long()
-    cut = _cut(logits, s)  # (n, vocab)
+    cut = cut_logits(logits, s)  # (n, vocab)
     dist = cut.softmax(-1).cpu()
     chosen = _draw(dist, gens)
     cutting = s.top_k is not None or (s.top_p is not None and s.top_p < 1)
@@ -167,6 +95,7 @@ def _record(logits: Tensor, chosen: Tensor, k: int, greedy: bool) -> dict[str, l
 def _run(
     model: Model, prompt: str, s: DecodingSettings, n: int, alternatives: int,
     on_step: Callable[[int, Step], None] | None, stop_strings: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> tuple[Tensor, list[list[Step]], list[str]]:
     """Decode ``n`` rows in one batch; return prompt ids, each row's steps and stop reasons."""
     ids = model.encode(prompt, room=s.max_new_tokens)  # (1, pos)
@@ -203,6 +132,7 @@ def _run(
                     done[r], stop[r] = True, "eos"
                 elif stop_strings and _ends_with_stop(model, steps[r], stop_strings):
                     done[r], stop[r] = True, "stop"
+            report(progress, i + 1, s.max_new_tokens)
             if all(done):
                 break
             inputs = chosen.to(ids.device)[:, None]  # (n, 1)
@@ -236,6 +166,7 @@ def generate(
     model: Model, prompt: str, *, max_new_tokens: int = 32, temperature: float = 1.0,
     top_k: int | None = None, top_p: float | None = None, greedy: bool = False, seed: int | None = None,
     alternatives: int = 5, on_step: Callable[[int, Step], None] | None = None, stop: tuple[str, ...] = (),
+    progress: Progress | None = None,
 ) -> GenerationResult:
     """Continue ``prompt`` token by token, recording each step's choice and alternatives.
 
@@ -251,6 +182,7 @@ def generate(
         alternatives: how many top candidates to keep per step.
         on_step: called with ``(0, step)`` as each token is chosen (for streaming).
         stop: strings that end the generation once generated (``stop_reason == "stop"``).
+        progress: called as ``progress(tokens_done, max_new_tokens)``.
 
     Raises:
         InputError: an empty prompt or invalid setting. PromptTooLongError: the prompt plus
@@ -258,14 +190,14 @@ def generate(
 
     """
     s = _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed, alternatives)
-    ids, steps, reasons = _run(model, prompt, s, 1, alternatives, on_step, tuple(stop))
+    ids, steps, reasons = _run(model, prompt, s, 1, alternatives, on_step, tuple(stop), progress)
     return _result(model, prompt, ids, steps[0], reasons[0], s)
 
 
 def sample(
     model: Model, prompt: str, *, n: int = 5, max_new_tokens: int = 32, temperature: float = 1.0,
     top_k: int | None = None, top_p: float | None = None, seed: int | None = None, alternatives: int = 5,
-    on_step: Callable[[int, Step], None] | None = None,
+    on_step: Callable[[int, Step], None] | None = None, progress: Progress | None = None,
 ) -> SamplesResult:
     """Draw ``n`` continuations (batched) and build the tree of where they diverge.
 
@@ -279,7 +211,7 @@ def sample(
     if not isinstance(n, int) or n < 1:
         raise InputError(f"the number of samples must be an integer >= 1, got {n!r}")
     s = _settings(max_new_tokens, temperature, top_k, top_p, False, seed, alternatives)
-    ids, steps, stops = _run(model, prompt, s, n, alternatives, on_step)
+    ids, steps, stops = _run(model, prompt, s, n, alternatives, on_step, progress=progress)
     samples = tuple(_result(model, prompt, ids, steps[r], stops[r], s, r) for r in range(n))
     return SamplesResult(
         prompt=prompt, samples=samples, tree=divergence_tree(model, samples), settings=s.to_dict(),
@@ -311,3 +243,14 @@ def divergence_tree(model: Model, samples: tuple[GenerationResult, ...]) -> dict
         }
 
     return node(list(range(len(samples))), 0)
+
+
+def chat_reply(model: Model, messages: list[dict[str, str]], **settings: Any) -> GenerationResult:
+    """Generate the assistant's next reply to ``messages`` (settings as for :func:`generate`).
+
+    The result's ``prompt`` is the full templated conversation; :func:`whyllm.reply_text` gives the
+    reply as it should be added to the conversation.
+    """
+    prompt = chat_prompt(model, messages)
+    stop = () if model.has_chat_template else PLAIN_STOP
+    return generate(model, prompt, stop=stop, **settings)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from whyllm.errors import InputError
-from whyllm.methods._internals import resolve_positions, token_id
+from whyllm.methods.engine.args import check_int, resolve_positions, token_id
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture
 from whyllm.results.base import meta
@@ -17,25 +16,6 @@ from whyllm.results.internals import LensResult
 __all__ = ["logit_lens"]
 
 _CHUNK_ELEMENTS = 1 << 25  # logits decoded at once (128 MB of float32): bounds memory, not speed
-
-
-def _logits_into(model: Model, resid: Tensor, out: Tensor) -> Tensor:
-    """``adapter.logits_from_resid(resid)`` written into ``out`` ``(n, vocab)`` float32.
-
-    Reusing one buffer matters: a fresh 128 MB tensor per chunk costs more in page faults than the
-    reductions that read it. The fast path is the adapter's read-out step by step (final norm,
-    unembedding, soft-capping) for a plain float32 ``nn.Linear`` unembedding.
-    """
-    ad = model.adapter
-    unembed = ad.unembed
-    if not isinstance(unembed, nn.Linear) or unembed.weight.dtype != torch.float32:
-        return out.copy_(ad.logits_from_resid(resid).float())
-    torch.mm(ad.ln_final(resid).float(), unembed.weight.t(), out=out)
-    if unembed.bias is not None:
-        out.add_(unembed.bias)
-    if ad.softcap:
-        out.div_(ad.softcap).tanh_().mul_(ad.softcap)
-    return out
 
 
 def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Tensor, ...]:
@@ -52,7 +32,7 @@ def _decode(model: Model, resid: Tensor, k: int, target: int | None) -> tuple[Te
     out: list[tuple[Tensor, ...]] = []
     for part in resid.split(rows):
         n = part.shape[0]
-        z, e = _logits_into(model, part, z_buf[:n]), e_buf[:n]
+        z, e = model.adapter.logits_for(part, out=z_buf[:n]), e_buf[:n]
         m = z.amax(-1, keepdim=True)  # (n, 1)
         top = z.topk(k, dim=-1)
         torch.sub(z, m, out=e).exp_()  # exp(z - max)
@@ -80,7 +60,7 @@ def logit_lens(
     """Decode the residual stream after the embeddings and after every block, at every position.
 
     Each layer's residual goes through the model's final norm, unembedding and soft-capping
-    (``model.adapter.logits_from_resid``), so the last layer reproduces the model's real output.
+    (``model.adapter.logits_for``), so the last layer reproduces the model's real output.
     The logits are reduced to the top-k tokens (and the target's probability and rank) a chunk of
     rows at a time: the ``layer x pos x vocab`` logits are never held at once.
 
@@ -95,8 +75,7 @@ def logit_lens(
     Returns:
         A :class:`LensResult` with ``n_layers + 1`` rows, embeddings first.
     """
-    if not isinstance(top_k, int) or top_k < 1:
-        raise InputError(f"top_k must be a positive integer, got {top_k!r}")
+    check_int(top_k, "top_k")
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
     tid = token_id(model, target) if target is not None else None

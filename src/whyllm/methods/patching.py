@@ -22,21 +22,16 @@ import torch
 from torch import Tensor, nn
 
 from whyllm.errors import InputError, UnknownMethodError
-from whyllm.methods._internals import (
-    Group,
+from whyllm.methods.engine.args import default_token, resolve_positions, select, target_and_foil, token_id
+from whyllm.methods.engine.progress import Progress
+from whyllm.methods.engine.sweep import (
+    Cell,
     Metric,
-    Progress,
-    Recording,
-    check_index,
-    default_token,
-    record,
+    record_sites,
     recovered_share,
-    replace_at,
-    resolve_positions,
-    rows_per_pass,
-    run_rows,
     site_activation,
-    token_id,
+    site_modules,
+    sweep,
 )
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture
@@ -49,9 +44,9 @@ COMPONENTS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "head")
 METHODS = ("activation", "attribution")
 
 
-@dataclass
-class Setup:
-    """Everything a sweep needs: both prompts' ids, the metric and its clean/corrupted values."""
+@dataclass(frozen=True)
+class _Pair:
+    """The validated arguments of a patching run: both prompts' ids and the sites swept."""
 
     clean_ids: Tensor
     corrupted_ids: Tensor
@@ -60,13 +55,22 @@ class Setup:
     heads: tuple[int, ...]
     target: str | None
     foil: str | None
-    metric: Metric | None = None  # set by :meth:`score` once both runs' logits are known
 
-    def score(self, model: Model, clean_logits: Tensor, corrupted_logits: Tensor) -> tuple[float, float]:
-        """Fix the metric from both runs' last-position logits ``(1, vocab)``; return its two values."""
-        self.metric = _metric(model, self.target, self.foil, clean_logits[0], corrupted_logits[0])
-        score = self.metric.from_logits
-        return float(score(clean_logits)[0]), float(score(corrupted_logits)[0])
+    def metric(self, model: Model, clean_logits: Tensor, corrupted_logits: Tensor
+               ) -> tuple[Metric, float, float]:
+        """The metric fixed from both runs' last-position logits ``(1, vocab)``, and its two values.
+
+        Default target: the clean run's top token; default foil: the corrupted run's top token when it
+        differs from the target (otherwise the metric is the target logit alone).
+        """
+        tid, fid = target_and_foil(model, self.target, self.foil, clean_logits[0])
+        if self.foil is None:
+            fid = default_token(model, corrupted_logits[0])[1]
+            fid = None if fid == tid else fid
+        m = Metric.for_tokens(tid, fid)
+        m_clean, m_corr = float(m.from_logits(clean_logits)[0]), float(m.from_logits(corrupted_logits)[0])
+        recovered_share(torch.zeros(()), m_clean, m_corr)  # fail before any sweep if nothing can be recovered
+        return m, m_clean, m_corr
 
 
 def _check_lengths(model: Model, clean: Tensor, corrupted: Tensor) -> None:
@@ -82,122 +86,79 @@ def _check_lengths(model: Model, clean: Tensor, corrupted: Tensor) -> None:
     )
 
 
-def _metric(model: Model, target: str | None, foil: str | None, clean_logits: Tensor,
-            corrupted_logits: Tensor) -> Metric:
-    tid = token_id(model, target) if target is not None else default_token(model, clean_logits)[1]
-    if foil is not None:
-        fid = token_id(model, foil, "foil")
-        if fid == tid:
-            raise InputError(
-                f"target and foil are the same token ({target!r}, {foil!r}); pick a different foil"
-            )
-    else:
-        fid = default_token(model, corrupted_logits)[1]
-        fid = None if fid == tid else fid
-    return Metric("logit_diff" if fid is not None else "logit", tid, fid)
-
-
-def setup(model: Model, clean: str, corrupted: str, *, target: str | None, foil: str | None, component: str,
-          method: str, positions: Sequence[int] | None, layers: Sequence[int] | None,
-          heads: Sequence[int] | None) -> Setup:
+def _pair(model: Model, clean: str, corrupted: str, *, target: str | None, foil: str | None, component: str,
+          method: str, compare: bool, positions: Sequence[int] | None, layers: Sequence[int] | None,
+          heads: Sequence[int] | None) -> _Pair:
     """Validate arguments (cheap checks first) and tokenize both prompts."""
     if component not in COMPONENTS:
         raise UnknownMethodError("component", component, list(COMPONENTS))
     if method not in METHODS:
         raise UnknownMethodError("patching method", method, list(METHODS))
+    if compare and method != "attribution":
+        raise InputError("compare=True compares attribution patching with real patching; "
+                         "it needs method='attribution'")
     ad = model.adapter
-    lays = tuple(dict.fromkeys(check_index(x, ad.n_layers, "layer", "layers")
-                               for x in (range(ad.n_layers) if layers is None else layers)))
-    hds = tuple(dict.fromkeys(check_index(x, ad.n_heads, "head", "heads")
-                              for x in (range(ad.n_heads) if heads is None else heads)))
-    if not lays or not hds:
-        raise InputError("no layers or heads selected; give at least one or None for all")
+    lays = select(layers, ad.n_layers, "layer", "layers")
+    hds = select(heads, ad.n_heads, "head", "heads")
     if target is not None:
         token_id(model, target)
     if foil is not None:
         token_id(model, foil, "foil")
     a, b = model.encode(clean), model.encode(corrupted)
     _check_lengths(model, a, b)
-    return Setup(a, b, lays, resolve_positions(positions, a.shape[1]), hds, target, foil)
+    return _Pair(a, b, lays, resolve_positions(positions, a.shape[1]), hds, target, foil)
 
 
-def site_modules(model: Model, component: str) -> tuple[dict[str, nn.Module], bool]:
-    """The module per layer whose output (or, for heads, input) ``component`` patches."""
-    ad = model.adapter
-    name = {"attn_out": "attn_out", "mlp_out": "mlp_out", "head": "attn_o"}[component]
-    return {str(layer): ad.part(layer, name) for layer in range(ad.n_layers)}, component == "head"
-
-
-def _record(model: Model, ids: Tensor, component: str) -> Recording:
-    if component.startswith("resid"):
-        return record(model, ids)
-    mods, inputs = site_modules(model, component)
-    return record(model, ids, **({"site_inputs": mods} if inputs else {"sites": mods}))
-
-
-
-def _cells(model: Model, s: Setup, component: str, per_position: bool) -> tuple[tuple[str, ...], list]:
-    """Grid axes and, per layer, the list of cells as (grid index, position(s), head or None)."""
-    all_pos = torch.tensor(s.positions)
+def _axes(component: str, per_position: bool) -> tuple[str, ...]:
     if component != "head":
-        return ("layer", "pos"), [[((j,), torch.tensor(p), None) for j, p in enumerate(s.positions)]
-                                  for _ in s.layers]
-    if per_position:
-        return ("layer", "head", "pos"), [[((i, j), torch.tensor(p), h) for i, h in enumerate(s.heads)
-                                           for j, p in enumerate(s.positions)] for _ in s.layers]
-    return ("layer", "head"), [[((i,), all_pos, h) for i, h in enumerate(s.heads)] for _ in s.layers]
+        return ("layer", "pos")
+    return ("layer", "head", "pos") if per_position else ("layer", "head")
 
 
-def _changes(clean: Tensor, corrupted: Tensor, pos: Tensor, head: int | None, n_heads: int) -> bool:
-    a, b = clean[0, pos], corrupted[0, pos]
-    if head is not None:
-        a = a.view(*a.shape[:-1], n_heads, -1)[..., head, :]
-        b = b.view(*b.shape[:-1], n_heads, -1)[..., head, :]
+def _cells(s: _Pair, component: str, per_position: bool) -> list[Cell]:
+    """Every site of the grid, layer by layer."""
+    all_pos = torch.tensor(s.positions)
+    cells = []
+    for li, layer in enumerate(s.layers):
+        if component != "head":
+            cells += [Cell((li, j), layer, torch.tensor(p)) for j, p in enumerate(s.positions)]
+        elif per_position:
+            cells += [Cell((li, i, j), layer, torch.tensor(p), h) for i, h in enumerate(s.heads)
+                      for j, p in enumerate(s.positions)]
+        else:
+            cells += [Cell((li, i), layer, all_pos, h) for i, h in enumerate(s.heads)]
+    return cells
+
+
+def _changes(clean: Tensor, corrupted: Tensor, cell: Cell, n_heads: int) -> bool:
+    a, b = clean[0, cell.positions], corrupted[0, cell.positions]
+    if cell.head is not None:
+        a = a.view(*a.shape[:-1], n_heads, -1)[..., cell.head, :]
+        b = b.view(*b.shape[:-1], n_heads, -1)[..., cell.head, :]
     return not torch.equal(a, b)
 
 
-def _groups(model: Model, s: Setup, component: str, clean: Recording, corr: Recording, cells: list,
-            max_tokens: int) -> tuple[list[Group], list[list]]:
-    """One group of rows per (layer, chunk of cells that can change the output)."""
-    ad = model.adapter
-    cap = rows_per_pass(s.clean_ids.shape[1], max_tokens)
+def _activation(model: Model, s: _Pair, component: str, per_position: bool, max_tokens: int,
+                progress: Progress | None) -> tuple[Tensor, Metric, float, float]:
+    """Real patching of every cell that can change the output; the others keep the corrupted score.
+
+    A site whose clean and corrupted activations are identical (every position before the first
+    token where the prompts differ) cannot change anything.
+    """
+    clean = record_sites(model, component, s.clean_ids)
+    corr = record_sites(model, component, s.corrupted_ids)
+    metric, m_clean, m_corr = s.metric(model, clean.logits, corr.logits)
     differ = (s.clean_ids[0] != s.corrupted_ids[0]).nonzero()
-    first = int(differ[0]) if len(differ) else s.clean_ids.shape[1]  # nothing before it can differ
-    groups, owners = [], []
-    mods = site_modules(model, component)[0] if not component.startswith("resid") else {}
-    for li, layer in enumerate(s.layers):
-        src, base = site_activation(clean, component, layer), site_activation(corr, component, layer)
-        live = [c for c in cells[li]
-                if int(c[1].max()) >= first and _changes(src, base, c[1], c[2], ad.n_heads)]
-        for k in range(0, len(live), cap):
-            part = live[k : k + cap]
-            pos = torch.stack([c[1] for c in part]).to(src.device)  # (rows,) or (rows, n)
-            heads = torch.tensor([c[2] for c in part], device=src.device) if component == "head" else None
-            fn = replace_at(src[0], pos, heads, ad.n_heads)
-            if component.startswith("resid"):
-                start = layer + (component == "resid_post")
-                groups.append(Group(start, fn(base.expand(len(part), -1, -1))))
-            else:
-                x = corr.resid[layer].expand(len(part), -1, -1)  # (rows, pos, d_model)
-                groups.append(Group(layer, x, (mods[str(layer)], fn), component == "head"))
-            owners.append([(li, *c[0]) for c in part])
-    return groups, owners
-
-
-def _activation(model: Model, s: Setup, component: str, per_position: bool, max_tokens: int,
-                progress: Progress | None) -> tuple[tuple[str, ...], Tensor, float, float]:
-    clean, corr = _record(model, s.clean_ids, component), _record(model, s.corrupted_ids, component)
-    m_clean, m_corr = s.score(model, clean.logits, corr.logits)
-    recovered_share(torch.zeros(()), m_clean, m_corr)  # fail before the sweep if nothing can be recovered
-    axes, cells = _cells(model, s, component, per_position)
+    first = int(differ[0]) if len(differ) else s.clean_ids.shape[1]
+    live = [c for c in _cells(s, component, per_position)
+            if int(c.positions.max()) >= first and _changes(site_activation(clean, component, c.layer),
+                                                            site_activation(corr, component, c.layer), c,
+                                                            model.adapter.n_heads)]
     sizes = {"layer": len(s.layers), "pos": len(s.positions), "head": len(s.heads)}
-    values = torch.full(tuple(sizes[a] for a in axes), m_corr)
-    groups, owners = _groups(model, s, component, clean, corr, cells, max_tokens)
-    scores = run_rows(model, corr, groups, s.metric, max_tokens=max_tokens, progress=progress)
-    for idx, v in zip(owners, scores, strict=True):
-        for cell, x in zip(idx, v.tolist(), strict=True):
-            values[cell] = x
-    return axes, values, m_clean, m_corr
+    grid = torch.full(tuple(sizes[a] for a in _axes(component, per_position)), m_corr)
+    values = sweep(model, component, live, clean, corr, metric, grid, max_tokens=max_tokens,
+                   progress=progress)
+    return values, metric, m_clean, m_corr
 
 
 def _grad_modules(model: Model, component: str) -> tuple[dict[str, nn.Module], bool]:
@@ -208,8 +169,8 @@ def _grad_modules(model: Model, component: str) -> tuple[dict[str, nn.Module], b
     return site_modules(model, component)
 
 
-def _attribution(model: Model, s: Setup, component: str, per_position: bool
-                 ) -> tuple[tuple[str, ...], Tensor, float, float]:
+def _attribution(model: Model, s: _Pair, component: str, per_position: bool
+                 ) -> tuple[Tensor, Metric, float, float]:
     """AtP: one clean pass, one corrupted pass with a backward pass; returns the metric-change estimate."""
     ad = model.adapter
     mods, inputs = _grad_modules(model, component)
@@ -220,9 +181,8 @@ def _attribution(model: Model, s: Setup, component: str, per_position: bool
         embeds = ad.embed(s.corrupted_ids).detach().requires_grad_(True)  # (1, pos, d_model)
         with capture(mods, inputs=inputs, detach=False) as corr:
             logits = model.hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[:, -1]
-        m_clean, m_corr = s.score(model, clean_logits.detach(), logits.detach())
-        recovered_share(torch.zeros(()), m_clean, m_corr)
-        value = s.metric.from_logits(logits)[0]
+        metric, m_clean, m_corr = s.metric(model, clean_logits.detach(), logits.detach())
+        value = metric.from_logits(logits)[0]
         grads = torch.autograd.grad(value, [corr[n] for n in names], allow_unused=True)
     pos = list(s.positions)
     rows = []
@@ -235,8 +195,7 @@ def _attribution(model: Model, s: Setup, component: str, per_position: bool
         per = (delta * g).view(delta.shape[0], ad.n_heads, -1).sum(-1)  # (pos, head)
         per = per[pos][:, list(s.heads)]
         rows.append(per.T if per_position else per.sum(0))
-    axes = _cells(model, s, component, per_position)[0]
-    return axes, torch.stack(rows).detach().cpu(), m_clean, m_corr
+    return torch.stack(rows).detach().cpu(), metric, m_clean, m_corr
 
 
 def _ranks(x: Tensor) -> Tensor:
@@ -304,24 +263,24 @@ def patch(
         InputError: prompts of different token lengths, indices out of range, or prompts the
             metric does not tell apart. UnknownMethodError: unknown component or method.
     """
-    s = setup(model, clean, corrupted, target=target, foil=foil, component=component, method=method,
-              positions=positions, layers=layers, heads=heads)
+    s = _pair(model, clean, corrupted, target=target, foil=foil, component=component, method=method,
+              compare=compare, positions=positions, layers=layers, heads=heads)
     values = reference = rho = None
     if method == "activation":
-        axes, values, m_clean, m_corr = _activation(model, s, component, per_position, max_tokens, progress)
+        values, m, m_clean, m_corr = _activation(model, s, component, per_position, max_tokens, progress)
         grid = recovered_share(values, m_clean, m_corr)
     else:
-        axes, est, m_clean, m_corr = _attribution(model, s, component, per_position)
+        est, m, m_clean, m_corr = _attribution(model, s, component, per_position)
         grid = est / (m_clean - m_corr)
         if compare:
-            ref_values = _activation(model, s, component, per_position, max_tokens, progress)[1]
+            ref_values = _activation(model, s, component, per_position, max_tokens, progress)[0]
             reference = recovered_share(ref_values, m_clean, m_corr)
             rho = spearman(grid, reference)
-    m = s.metric
     return PatchResult(
         clean_prompt=clean, corrupted_prompt=corrupted, tokens=tuple(model.token_texts(s.clean_ids[0])),
         corrupted_tokens=tuple(model.token_texts(s.corrupted_ids[0])), component=component, method=method,
-        metric=m.kind, target_id=m.target_id, target_token=model.token_texts([m.target_id])[0], axes=axes,
+        metric=m.kind, target_id=m.target_id, target_token=model.token_texts([m.target_id])[0],
+        axes=_axes(component, per_position),
         layers=s.layers, positions=s.positions, heads=s.heads if component == "head" else (),
         grid=grid.float(),
         clean=m_clean, corrupted=m_corr, foil_id=m.foil_id,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from whyllm.errors import InputError
+from whyllm.errors import PromptTooLongError
+from whyllm.methods.engine.args import check_int
 from whyllm.model.base import Model
 from whyllm.results.base import meta
 from whyllm.results.predict import Candidate, PredictResult, TargetScore
@@ -32,8 +33,6 @@ def score_continuation(model: Model, ids: torch.Tensor, target: str) -> tuple[to
     target_ids = model.encode_continuation(target)
     full = torch.cat([ids, torch.tensor([target_ids], device=ids.device)], dim=1)  # (1, pos + n)
     if full.shape[1] > model.adapter.n_ctx:
-        from whyllm.errors import PromptTooLongError
-
         raise PromptTooLongError(
             f"prompt + target is {full.shape[1]} tokens but {model.name} accepts at most "
             f"{model.adapter.n_ctx}; shorten them"
@@ -58,8 +57,7 @@ def predict(model: Model, prompt: str, *, target: str | None = None, top_k: int 
         top_k: how many candidates to list.
 
     """
-    if top_k < 1:
-        raise InputError(f"top_k must be at least 1, got {top_k!r}")
+    check_int(top_k, "top_k")
     ids = model.encode(prompt)  # (1, pos)
     score = None
     if target is not None:

@@ -14,23 +14,9 @@ from collections.abc import Sequence
 import torch
 
 from whyllm.errors import InputError, UnknownMethodError
-from whyllm.methods._internals import (
-    Group,
-    Metric,
-    Progress,
-    Recording,
-    check_index,
-    default_token,
-    record,
-    recovered_share,
-    replace_at,
-    resolve_positions,
-    rows_per_pass,
-    run_rows,
-    site_activation,
-    token_id,
-)
-from whyllm.methods.patching import site_modules
+from whyllm.methods.engine.args import check_int, resolve_positions, select, target_and_foil
+from whyllm.methods.engine.progress import Progress
+from whyllm.methods.engine.sweep import Cell, Metric, Recording, record_sites, recovered_share, sweep
 from whyllm.model.base import Model
 from whyllm.results.base import meta
 from whyllm.results.internals import PatchResult
@@ -73,30 +59,6 @@ def embedding_std(model: Model, samples: int = 8192) -> float:
         return float(model.adapter.embed(ids[None]).float().std())
 
 
-def _groups(
-    model: Model, component: str, layers: tuple[int, ...], positions: tuple[int, ...], clean: Recording,
-    corr: Recording, samples: int, first: int,
-) -> tuple[list[Group], list[list[tuple[int, int]]]]:
-    cap = max(1, rows_per_pass(clean.resid[0].shape[1]) // samples)
-    mods = {} if component.startswith("resid") else site_modules(model, component)[0]
-    live = [(j, p) for j, p in enumerate(positions) if p >= first]  # the noise cannot reach earlier ones
-    groups, owners = [], []
-    for li, layer in enumerate(layers):
-        src = site_activation(clean, component, layer)  # (1 | S, pos, width)
-        base = site_activation(corr, component, layer)
-        for k in range(0, len(live), cap):
-            part = live[k : k + cap]
-            pos = torch.tensor([p for _, p in part], device=src.device).repeat_interleave(samples)  # (rows,)
-            fn = replace_at(src[0], pos, None, model.adapter.n_heads)
-            if component.startswith("resid"):
-                start = layer + (component == "resid_post")
-                groups.append(Group(start, fn(base.repeat(len(part), 1, 1))))
-            else:
-                groups.append(Group(layer, corr.resid[layer].repeat(len(part), 1, 1), (mods[str(layer)], fn)))
-            owners.append([(li, j) for j, _ in part])
-    return groups, owners
-
-
 def causal_trace(
     model: Model,
     prompt: str,
@@ -133,33 +95,29 @@ def causal_trace(
     """
     if component not in TRACE_COMPONENTS:
         raise UnknownMethodError("causal tracing component", component, list(TRACE_COMPONENTS))
-    if not isinstance(samples, int) or samples < 1:
-        raise InputError(f"samples must be a positive integer, got {samples!r}")
+    check_int(samples, "samples")
     ad = model.adapter
     subj = subject_positions(model, prompt, subject)
-    lays = tuple(dict.fromkeys(check_index(x, ad.n_layers, "layer", "layers")
-                               for x in (range(ad.n_layers) if layers is None else layers)))
+    lays = select(layers, ad.n_layers, "layer", "layers")
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
     scale = 3 * embedding_std(model) if noise is None else float(noise)
-    mods, inputs = site_modules(model, component) if not component.startswith("resid") else ({}, False)
-    kw = {"site_inputs" if inputs else "sites": mods}
-    clean = record(model, ids, **kw)
-    tid = token_id(model, target) if target is not None else default_token(model, clean.logits[0])[1]
+    clean = record_sites(model, component, ids)
+    tid, _ = target_and_foil(model, target, None, clean.logits[0])
     with torch.no_grad():
         x = ad.embed(ids).repeat(samples, 1, 1)  # (S, pos, d_model)
     gen = torch.Generator().manual_seed(seed)
     x[:, list(subj)] += scale * torch.randn(samples, len(subj), x.shape[-1], generator=gen).to(x)
-    corr = record(model, embeds=x, **kw)
+    corr = record_sites(model, component, embeds=x)
     corr = Recording(clean.calls, corr.resid, corr.sites, corr.logits)  # calls recorded at batch 1
     metric = Metric("prob", tid)
     m_clean = float(metric.from_logits(clean.logits)[0])
     m_corr = float(metric.from_logits(corr.logits).mean())
-    values = torch.full((len(lays), len(pos)), m_corr)
-    groups, owners = _groups(model, component, lays, pos, clean, corr, samples, min(subj))
-    for cells, v in zip(owners, run_rows(model, corr, groups, metric, progress=progress), strict=True):
-        for cell, x_ in zip(cells, v.reshape(-1, samples).mean(1).tolist(), strict=True):
-            values[cell] = x_
+    # the noise cannot reach positions before the subject: restoring them changes nothing
+    cells = [Cell((li, j), layer, torch.tensor(p)) for li, layer in enumerate(lays)
+             for j, p in enumerate(pos) if p >= min(subj)]
+    grid = torch.full((len(lays), len(pos)), m_corr)
+    values = sweep(model, component, cells, clean, corr, metric, grid, copies=samples, progress=progress)
     tokens = tuple(model.token_texts(ids[0]))
     return PatchResult(
         clean_prompt=prompt, corrupted_prompt=None, tokens=tokens, corrupted_tokens=tokens,

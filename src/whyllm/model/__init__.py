@@ -2,7 +2,7 @@
 
 from whyllm.model.adapter import ModelAdapter
 from whyllm.model.architectures import ArchitectureSpec, register_architecture
-from whyllm.model.base import Model, visible
+from whyllm.model.base import Model
 from whyllm.model.load import DEFAULT_MODEL, cache_dir, load_model
 
 __all__ = [
@@ -13,5 +13,4 @@ __all__ = [
     "cache_dir",
     "load_model",
     "register_architecture",
-    "visible",
 ]

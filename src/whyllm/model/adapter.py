@@ -14,14 +14,17 @@ The adapter never runs hooks itself; :mod:`whyllm.model.hooks` does, on the modu
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from whyllm.errors import ParityError, UnsupportedModelError
+from whyllm.errors import InputError, ParityError, UnsupportedModelError
 from whyllm.model.architectures import ArchitectureSpec, architecture_for
+from whyllm.model.hooks import capture
 
 __all__ = ["ModelAdapter"]
 
@@ -235,8 +238,6 @@ class ModelAdapter:
     def part(self, layer: int, name: str) -> nn.Module:
         """Return part ``name`` (an :class:`ArchitectureSpec` field, e.g. ``attn_out``) of block ``layer``."""
         if not 0 <= layer < self.n_layers:
-            from whyllm.errors import InputError
-
             raise InputError(f"layer {layer} is out of range; this model has layers 0..{self.n_layers - 1}")
         return self.blocks[layer].get_submodule(getattr(self.spec, name))
 
@@ -256,16 +257,50 @@ class ModelAdapter:
         return getattr(self.part(layer, name), "bias", None)
 
     # ---- the model's own read-out -------------------------------------------------------
-    def unembed_normed(self, normed: Tensor) -> Tensor:
-        """Logits from an already final-normed residual: unembedding plus soft-capping."""
-        logits = self.unembed(normed)
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+    def logits_for(
+        self, resid: Tensor, ids: Sequence[int] | None = None, *, softcap: bool = True,
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """Decode a residual stream exactly as the model does after its last block: the one read-out.
+
+        Final norm, then the unembedding (only the rows ``ids`` when given: a few logits cost a few
+        dot products, not the whole vocabulary), then soft-capping where the model caps.
+
+        Args:
+            resid: ``(..., d_model)`` residual stream.
+            ids: token ids whose logits to compute; ``None`` = the whole vocabulary.
+            softcap: apply the model's final logit soft-capping (``False``: the pre-cap logits, which
+                are what linear decompositions explain).
+            out: optional float32 buffer ``(n, vocab or len(ids))`` to write into (for a 2-D ``resid``):
+                reusing one buffer saves the page faults of a fresh large tensor per call.
+
+        Returns:
+            Logits ``(..., vocab or len(ids))``.
+        """
+        normed = self.ln_final(resid)
+        un = self.unembed
+        if not isinstance(un, nn.Linear):
+            logits = un(normed)
+            logits = logits if ids is None else logits[..., list(ids)]
+        else:
+            w = un.weight if ids is None else un.weight[list(ids)]
+            bias = un.bias if un.bias is None or ids is None else un.bias[list(ids)]
+            if out is not None and w.dtype == torch.float32:
+                logits = torch.mm(normed.float(), w.t(), out=out)  # (n, vocab)
+                if bias is not None:
+                    logits.add_(bias)
+            else:
+                logits = F.linear(normed, w, bias)
+        cap = self.softcap if softcap else None
+        if out is None:
+            return torch.tanh(logits / cap) * cap if cap else logits
+        if logits is not out:
+            out.copy_(logits.float())
+        return out.div_(cap).tanh_().mul_(cap) if cap else out
 
     def logits_from_resid(self, resid: Tensor) -> Tensor:
-        """Decode a residual stream exactly as the model does after its last block."""
-        return self.unembed_normed(self.ln_final(resid))
+        """All logits of a residual stream ``(..., d_model)``: :meth:`logits_for` without ``ids``."""
+        return self.logits_for(resid)
 
     def frozen_norm(self, norm: nn.Module, x: Tensor) -> Callable[[Tensor], Tensor]:
         """Linearise ``norm`` at input ``x``: a function mapping parts of ``x`` to parts of ``norm(x)``.
@@ -298,10 +333,6 @@ class ModelAdapter:
         Returns the largest absolute difference; raises :class:`ParityError` above ``atol`` times the
         logits' scale.
         """
-        import inspect
-
-        from whyllm.model.hooks import capture
-
         # The read-out is the same at every position: the last one is enough, and HF models can
         # skip the full-vocabulary logits of the others (most of the check's cost for big vocabs).
         last_only = "logits_to_keep" in inspect.signature(self.model.forward).parameters

@@ -17,7 +17,7 @@ Two paths per sublayer matter for the decompositions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 __all__ = ["ArchitectureSpec", "architecture_for", "register_architecture", "supported_architectures"]
@@ -64,17 +64,9 @@ _LLAMA_LIKE = ArchitectureSpec(
     mlp_down="mlp.down_proj",
 )
 
-_GEMMA2_LIKE = ArchitectureSpec(
-    embed="model.embed_tokens",
-    blocks="model.layers",
-    ln_final="model.norm",
-    ln1="input_layernorm",
-    ln2="pre_feedforward_layernorm",
-    attn="self_attn",
-    attn_o="self_attn.o_proj",
-    mlp="mlp",
-    mlp_down="mlp.down_proj",
-    attn_post_norm="post_attention_layernorm",
+# Gemma 2/3: Llama's layout plus a norm after each sublayer
+_GEMMA2_LIKE = replace(
+    _LLAMA_LIKE, ln2="pre_feedforward_layernorm", attn_post_norm="post_attention_layernorm",
     mlp_post_norm="post_feedforward_layernorm",
 )
 

@@ -10,19 +10,7 @@ from torch import Tensor
 from whyllm.errors import InputError, PromptTooLongError
 from whyllm.model.adapter import ModelAdapter
 
-__all__ = ["Model", "check_prompt", "visible"]
-
-# Space, newline and tab get readable arrows; every other control character its Unicode "control
-# picture" (U+2400 block), so no token renders as nothing.
-_VISIBLE = str.maketrans({
-    **{chr(c): chr(0x2400 + c) for c in range(32)}, "\x7f": "␡", " ": "␣", "\n": "↵", "\t": "⇥",
-})
-
-
-def visible(text: str) -> str:
-    """Return ``text`` with whitespace and control characters visible (``" Paris"`` -> ``"␣Paris"``)."""
-    return text.translate(_VISIBLE)
-
+__all__ = ["Model", "check_prompt"]
 
 def check_prompt(prompt: object, what: str = "prompt") -> str:
     """Return ``prompt`` if it is non-blank text; else raise :class:`InputError` (cheap, before loading)."""

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,8 @@ import torch
 from whyllm.errors import ModelLoadError, WhyllmError
 
 __all__ = ["cache_dir", "convert_gguf", "default_source", "is_converted", "transformers_quiet"]
+
+log = logging.getLogger(__name__)
 
 _MARKER = "whyllm-cache.json"
 
@@ -145,11 +148,9 @@ def _check_gguf_header(gguf: Path) -> None:
 
 def _convert_into(gguf: Path, out: Path, progress: bool) -> None:
     """Dequantize ``gguf`` with transformers and save safetensors + tokenizer files into ``out``."""
-    from rich.console import Console
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    console = Console(stderr=True, quiet=not progress)
-    console.print(f"[dim]converting {gguf.name} once into the whyllm cache (about a minute)…[/dim]")
+    log.info("converting %s once into the whyllm cache (about a minute)…", gguf.name)
     # transformers' own bar counts the tensors; it writes to stderr with tqdm directly
     quiet = contextlib.nullcontext() if progress else contextlib.redirect_stderr(io.StringIO())
     try:
@@ -169,7 +170,7 @@ def _convert_into(gguf: Path, out: Path, progress: bool) -> None:
         raise
     except Exception as e:
         raise ModelLoadError(f"could not convert GGUF file {str(gguf)!r}: {type(e).__name__}: {e}") from e
-    console.print(f"[dim]cached the converted model in {out.parent}[/dim]")
+    log.info("cached the converted model in %s", out.parent)
 
 
 @contextlib.contextmanager

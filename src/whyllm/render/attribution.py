@@ -10,9 +10,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from whyllm.model.base import visible
-from whyllm.render.html import bar, esc, fragment, heat_color
-from whyllm.render.terminal import token_cell, view
+from whyllm.render import dispatch
+from whyllm.render.html import bar, esc, heat_color, table
+from whyllm.render.terminal import token_cell
+from whyllm.render.text import visible
 from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
 
 __all__ = ["heat_style", "pieces"]
@@ -80,7 +81,7 @@ def _step_lines(step: dict) -> list[str]:
     return lines
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: AttributionResult) -> RenderableType:
     heat = Text()
     for text, rel, _u in pieces(r):
@@ -108,7 +109,7 @@ def _(r: AttributionResult) -> RenderableType:
     return Group(*parts)
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: EvaluationResult) -> RenderableType:
     table = Table(title=f"attribution methods ranked by faithfulness over {len(r.prompts)} prompt(s)",
                   title_justify="left")
@@ -131,7 +132,7 @@ def _heat_html(r: AttributionResult) -> str:
     return "".join(out)
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: AttributionResult) -> str:
     scale = max((abs(u.score) for u in r.units), default=0.0) or 1.0
     rows = "".join(
@@ -149,15 +150,10 @@ def _(r: AttributionResult) -> str:
     )
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: EvaluationResult) -> str:
-    rows = "".join(
-        f"<tr><td>{row['rank']}</td><td>{esc(row['method'])}</td><td>{row['comprehensiveness']:.3f}</td>"
-        f"<td>{row['sufficiency']:.3f}</td><td>{row['deletion_auc']:.3f}</td><td>{row['seconds']:.2f}</td></tr>"
-        for row in r.ranking
-    )
-    return (
-        f"<h2>Attribution methods ranked by faithfulness ({len(r.prompts)} prompts)</h2>"
-        "<table><tr><th>rank</th><th>method</th><th>comprehensiveness ↑</th><th>sufficiency ↓</th>"
-        f"<th>deletion AUC ↓</th><th>seconds</th></tr>{rows}</table>"
-    )
+    rows = [[row["rank"], esc(row["method"]), f"{row['comprehensiveness']:.3f}", f"{row['sufficiency']:.3f}",
+             f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"] for row in r.ranking]
+    headers = ["rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"]
+    title = f"<h2>Attribution methods ranked by faithfulness ({len(r.prompts)} prompts)</h2>"
+    return title + table(headers, rows)

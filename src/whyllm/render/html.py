@@ -1,17 +1,17 @@
 """HTML views of results: fragments for notebooks, self-contained pages for reports.
 
 Everything is inline (CSS, no scripts from anywhere, no fonts to fetch) so a report opens offline.
-Every piece of model or user text goes through :func:`esc`. Domain modules register fragments with
-``@fragment.register`` like :mod:`whyllm.render.terminal` views.
+Every piece of model or user text goes through :func:`esc`. Views register on
+:func:`whyllm.render.dispatch.html`; :func:`fragment` and :func:`page` wrap them.
 """
 
 from __future__ import annotations
 
 import html
-from functools import singledispatch
 
-from whyllm.model.base import visible
-from whyllm.render.terminal import load_domains
+from whyllm._version import __version__
+from whyllm.render import dispatch
+from whyllm.render.text import prob_rgba, signed_rgba, visible
 from whyllm.results.generate import GenerationResult, SamplesResult
 from whyllm.results.predict import PredictResult
 
@@ -55,10 +55,7 @@ def esc(text: object) -> str:
 
 def heat_color(score: float) -> str:
     """Diverging colour for a score in [-1, 1]: red positive, blue negative, white zero."""
-    s = max(-1.0, min(1.0, float(score)))
-    if s >= 0:
-        return f"rgba(220,38,38,{s:.3f})"
-    return f"rgba(37,99,235,{-s:.3f})"
+    return "rgba({},{},{},{:.3f})".format(*signed_rgba(score))
 
 
 def bar(p: float, width: int = 200) -> str:
@@ -66,32 +63,18 @@ def bar(p: float, width: int = 200) -> str:
     return f'<span class="bar" style="width:{max(1, round(p * width))}px"></span>'
 
 
-def _prob_color(p: float) -> str:
-    return f"rgba(34,197,94,{0.15 + 0.6 * p:.2f})" if p >= 0.1 else "rgba(239,68,68,0.55)"
-
-
-@singledispatch
-def _fragment(result: object) -> str:
-    return f"<pre>{esc(repr(result))}</pre>"
-
-
-def _body(result: object) -> str:
-    load_domains()  # domain modules register HTML and terminal views together
-    return _fragment(result)
+def prob_color(p: float) -> str:
+    """CSS colour of a probability (:func:`whyllm.render.text.prob_rgba`)."""
+    return "rgba({},{},{},{:.2f})".format(*prob_rgba(p))
 
 
 def fragment(result: object) -> str:
     """Return the HTML fragment (a ``div.whyllm`` with its own scoped CSS) for a result, as in notebooks."""
-    return f'<div class="whyllm"><style>{CSS}</style>{_body(result)}</div>'
-
-
-fragment.register = _fragment.register  # type: ignore[attr-defined]
+    return f'<div class="whyllm"><style>{CSS}</style>{dispatch.html(result)}</div>'
 
 
 def page(result: object, title: str | None = None) -> str:
     """Return a self-contained HTML document for a result: inline CSS, no scripts, nothing fetched."""
-    from whyllm import __version__
-
     kind = getattr(result, "kind", type(result).__name__)
     name = title or f"whyllm · {kind}"
     model = (getattr(result, "meta", None) or {}).get("model", "")
@@ -102,39 +85,43 @@ def page(result: object, title: str | None = None) -> str:
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
         f"<title>{esc(name)}</title><style>{CSS}{PAGE_CSS}</style></head><body><div class=\"report\">"
         f"<header><strong>whyllm</strong><span>{esc(kind)} report</span><span>{esc(model)}</span></header>"
-        f"<div class=\"whyllm\">{_body(result)}</div>"
+        f"<div class=\"whyllm\">{dispatch.html(result)}</div>"
         "<footer>Whitespace in tokens is shown as ␣ (space), ↵ (newline), ⇥ (tab). Written by whyllm "
         f"{esc(__version__)}; this file is self-contained and opens offline.</footer></div></body></html>"
     )
 
 
-def _tok(text: str, style: str = "", title: str = "") -> str:
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """An HTML table; headers are escaped, cells are HTML already (escape text cells with :func:`esc`)."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def tok(text: str, style: str = "", title: str = "") -> str:
+    """A token as an HTML span, whitespace made visible."""
     return f'<span class="tok" style="{style}" title="{esc(title)}">{esc(visible(text))}</span>'
 
 
-@_fragment.register
+@dispatch.html.register
 def _(r: PredictResult) -> str:
-    rows = "".join(
-        f"<tr><td>{c.rank}</td><td>{_tok(c.token)}</td><td>{c.id}</td><td>{bar(c.prob)} {c.prob:.4f}</td>"
-        f"<td>{c.logprob:.3f}</td></tr>"
-        for c in r.top
-    )
+    rows = [[c.rank, tok(c.token), c.id, f"{bar(c.prob)} {c.prob:.4f}", f"{c.logprob:.3f}"] for c in r.top]
     target = ""
     if r.target is not None:
         t = r.target
-        target = (f"<p>target {_tok(t.text)}: prob {t.prob:.4g}, logprob {t.logprob:.3f}, "
+        target = (f"<p>target {tok(t.text)}: prob {t.prob:.4g}, logprob {t.logprob:.3f}, "
                   f"rank of first token {t.rank}</p>")
     return (
         f"<h2>Next token after <span class='prompt'>{esc(r.prompt)}</span></h2>"
-        f"<table><tr><th>rank</th><th>token</th><th>id</th><th>probability</th><th>logprob</th></tr>{rows}</table>"
-        f"<p class='dim'>entropy {r.entropy:.3f} nats · model {esc(r.meta.get('model', ''))}</p>{target}"
+        + table(["rank", "token", "id", "probability", "logprob"], rows)
+        + f"<p class='dim'>entropy {r.entropy:.3f} nats · model {esc(r.meta.get('model', ''))}</p>{target}"
     )
 
 
-@_fragment.register
+@dispatch.html.register
 def _(r: GenerationResult) -> str:
     toks = "".join(
-        _tok(s.token, f"background:{_prob_color(s.prob)}",
+        tok(s.token, f"background:{prob_color(s.prob)}",
              f"p={s.prob:.3f} rank={s.rank} | "
              + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
         for s in r.steps
@@ -149,16 +136,16 @@ def _(r: GenerationResult) -> str:
 
 def _tree(node: dict) -> str:
     items = "".join(
-        f"<li><b>p={c['probs'][0]:.3f}</b> ({len(c['samples'])}) {_tok(c['text'])}{_tree(c)}</li>"
+        f"<li><b>p={c['probs'][0]:.3f}</b> ({len(c['samples'])}) {tok(c['text'])}{_tree(c)}</li>"
         for c in node["children"]
     )
     return f"<ul class='tree'>{items}</ul>" if items else ""
 
 
-@_fragment.register
+@dispatch.html.register
 def _(r: SamplesResult) -> str:
     return (
         f"<h2>{len(r.samples)} samples: where they diverge</h2>"
-        f"<p><span class='prompt'>{esc(r.prompt)}</span>{_tok(r.tree['text'])}</p>{_tree(r.tree)}"
+        f"<p><span class='prompt'>{esc(r.prompt)}</span>{tok(r.tree['text'])}</p>{_tree(r.tree)}"
     )
 

@@ -13,9 +13,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from whyllm.model.base import visible
-from whyllm.render.html import bar, esc, fragment, heat_color
-from whyllm.render.terminal import prob_style, view
+from whyllm.render import dispatch
+from whyllm.render.html import bar, esc, heat_color, prob_color, tok
+from whyllm.render.terminal import prob_style
+from whyllm.render.text import fmt_prob, shorten, visible
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
 
 __all__ = ["attention_heatmap", "patch_rows", "signed_style"]
@@ -27,12 +28,11 @@ _SIGNED_RAMP = "<span class='ramp signed'></span>"
 
 
 def _p(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 or p == 0 else f"{p:.0e}"
+    return fmt_prob(p, 0)
 
 
 def _short(text: str, n: int = 8) -> str:
-    text = visible(text)
-    return text if len(text) <= n else text[: n - 1] + "…"
+    return shorten(visible(text), n)
 
 
 def signed_style(value: float, scale: float) -> str:
@@ -50,14 +50,6 @@ def _signed_bar(value: float, scale: float, width: int = 20) -> Text:
     return Text.assemble(left, "│", right)
 
 
-def _tok(text: str, style: str = "", title: str = "") -> str:
-    return f'<span class="tok" style="{style}" title="{esc(title)}">{esc(visible(text))}</span>'
-
-
-def _prob_bg(p: float) -> str:
-    return f"rgba(34,197,94,{0.15 + 0.6 * p:.2f})" if p >= 0.1 else "rgba(239,68,68,0.55)"
-
-
 def _signed_td(value: float, scale: float, text: str) -> str:
     return f"<td style='background:{heat_color(value / scale)}' title='{value:.4f}'>{text}</td>"
 
@@ -67,7 +59,7 @@ def _last(n: int, limit: int) -> list[int]:
     return list(range(max(0, n - limit), n))
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: LensResult) -> RenderableType:
     cols = _last(len(r.positions), _MAX_LENS_COLS)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
@@ -95,20 +87,20 @@ def _(r: LensResult) -> RenderableType:
     return Group(Text.assemble(("logit lens of ", "dim"), (r.prompt, "bold")), table, Text(note, style="dim"))
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: LensResult) -> str:
     cols = _last(len(r.positions), _MAX_HTML_COLS)
-    head = "".join(f"<th>{_tok(r.input_tokens[r.positions[j]])}</th>" for j in cols)
+    head = "".join(f"<th>{tok(r.input_tokens[r.positions[j]])}</th>" for j in cols)
     if r.target_probs is not None:
-        head += f"<th>p({_tok(r.target_token or '')})</th><th>rank</th>"
+        head += f"<th>p({tok(r.target_token or '')})</th><th>rank</th>"
     rows = []
     for i, name in enumerate(r.layer_names):
         cells = ""
         for j in cols:
             hover = " | ".join(f"{t!r} {float(p):.3f}" for t, p in zip(r.top_tokens[i][j], r.top_probs[i, j],
                                                                        strict=True))
-            style = f"background:{_prob_bg(float(r.top_probs[i, j, 0]))}"
-            cells += f"<td>{_tok(r.top_tokens[i][j][0], style, hover)}</td>"
+            style = f"background:{prob_color(float(r.top_probs[i, j, 0]))}"
+            cells += f"<td>{tok(r.top_tokens[i][j][0], style, hover)}</td>"
         if r.target_probs is not None:
             tp = float(r.target_probs[i, -1])
             cells += f"<td>{bar(tp, 80)} {_p(tp)}</td><td>{int(r.target_ranks[i, -1])}</td>"
@@ -136,7 +128,7 @@ def _neuron_table(r: ComponentsResult) -> Table:
     return table
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: ComponentsResult) -> RenderableType:
     parts = sorted(r.parts, key=lambda p: -abs(p.value))[:16]
     scale = max([abs(p.value) for p in parts] + [1e-12])
@@ -158,7 +150,7 @@ def _(r: ComponentsResult) -> RenderableType:
     return Group(*out)
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: ComponentsResult) -> str:
     parts = sorted(r.parts, key=lambda p: -abs(p.value))[:30]
     scale = max([abs(p.value) for p in parts] + [1e-12])
@@ -175,9 +167,9 @@ def _(r: ComponentsResult) -> str:
         neurons = ("<h2>Top neurons</h2><table><tr><th>neuron</th><th>activation</th><th>value</th></tr>"
                    f"{neurons}</table>")
     capped = f" (pre-soft-cap; capped output {r.logit:.3f})" if r.softcap else ""
-    foil = f" − {_tok(r.foil_token)}" if r.foil_token is not None else ""
+    foil = f" − {tok(r.foil_token)}" if r.foil_token is not None else ""
     return (
-        f"<h2>Direct logit attribution of {_tok(r.target_token)}{foil} after "
+        f"<h2>Direct logit attribution of {tok(r.target_token)}{foil} after "
         f"<span class='prompt'>{esc(r.prompt)}</span></h2>"
         f"<table><tr><th>part</th><th>value</th><th>|value|</th></tr>{rows}</table>"
         f"<p class='legend'>red adds to the logit (difference), blue takes away {_SIGNED_RAMP}"
@@ -218,7 +210,7 @@ def attention_heatmap(r: AttentionResult, layer: int | None = None, head: int | 
     return Group(title, table, Text("shade: weight 0 ' ' … 1 '█'", style="dim"))
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: AttentionResult) -> RenderableType:
     out: list[RenderableType] = [Text.assemble(("attention of ", "dim"), (r.prompt, "bold"))]
     if r.importance is not None:
@@ -254,15 +246,15 @@ def _attn_td(w: float) -> str:
     return f"<td title='{w:.3f}' style='background:rgba(91,33,182,{w:.3f})'></td>"
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: AttentionResult) -> str:
     i, j = _chosen(r, None, None)
     pat = r.patterns[i, j]
     n = len(r.tokens)
     shown = _last(n, _MAX_HTML_COLS)
-    head = "".join(f"<th>{_tok(r.tokens[k])}</th>" for k in shown)
+    head = "".join(f"<th>{tok(r.tokens[k])}</th>" for k in shown)
     rows = "".join(
-        f"<tr><th>{_tok(r.tokens[q])}</th>"
+        f"<tr><th>{tok(r.tokens[q])}</th>"
         + "".join(_attn_td(float(pat[q, k])) for k in shown)
         + "</tr>"
         for q in shown
@@ -295,7 +287,7 @@ def _patch_title(r: PatchResult) -> str:
             f"clean {r.clean:.3f}, corrupted {r.corrupted:.3f}")
 
 
-@view.register
+@dispatch.terminal.register
 def _(r: PatchResult) -> RenderableType:
     rows, cols, grid = patch_rows(r)
     shown = _last(len(cols), _MAX_COLS)
@@ -315,11 +307,11 @@ def _(r: PatchResult) -> RenderableType:
     return Group(Text(_patch_title(r), style="bold"), table, Text(notes, style="dim"))
 
 
-@fragment.register
+@dispatch.html.register
 def _(r: PatchResult) -> str:
     rows, cols, grid = patch_rows(r)
     scale = max([abs(v) for row in grid for v in row] + [1.0])
-    head = "".join(f"<th>{_tok(c)}</th>" for c in cols)
+    head = "".join(f"<th>{tok(c)}</th>" for c in cols)
     body = "".join(
         f"<tr><th>{esc(name)}</th>" + "".join(_signed_td(v, scale, f"{v:.2f}") for v in row) + "</tr>"
         for name, row in zip(rows, grid, strict=True)

@@ -1,22 +1,26 @@
 """Static images of results (matplotlib, imported lazily): the app's views, for papers and slides.
 
-:func:`save_png` draws a result from its JSON document (``result.to_dict()``), dispatching on its
-``kind``. Colours are those of the app and the HTML reports: green/red by probability, red/blue for
-signed scores, purple for attention weights. Token whitespace is made visible (``␣``, ``↵``).
+:func:`save_png` draws a result with :func:`whyllm.render.dispatch.figure`; each view here draws from
+the result's JSON document (``result.to_dict()``). Colours are those of the app and the HTML reports:
+green/red by probability, red/blue for signed scores, purple for attention weights. Token whitespace is
+made visible (``␣``, ``↵``).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from whyllm.errors import InputError
-from whyllm.model.base import visible
+from whyllm.render import dispatch
+from whyllm.render.text import prob_rgba, shorten, signed_rgba, visible
+from whyllm.results.attribution import AttributionResult
+from whyllm.results.generate import GenerationResult, SamplesResult
+from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
+from whyllm.results.predict import PredictResult
 
-__all__ = ["PLOTTERS", "figure", "prob_rgb", "save_png", "signed_rgb"]
+__all__ = ["prob_rgb", "save_png", "signed_rgb"]
 
 _MONO = ["DejaVu Sans Mono", "monospace"]
 _WRAP = 96  # characters per line of token text
@@ -29,13 +33,12 @@ def _on_white(r: float, g: float, b: float, a: float) -> tuple[float, float, flo
 
 def prob_rgb(p: float) -> tuple[float, float, float]:
     """Return the app's probability colour (green likely, red under 10%) as RGB on white."""
-    return _on_white(34, 197, 94, 0.15 + 0.6 * p) if p >= 0.1 else _on_white(239, 68, 68, 0.55)
+    return _on_white(*prob_rgba(p))
 
 
 def signed_rgb(s: float) -> tuple[float, float, float]:
     """Return the app's colour for a signed score in [-1, 1] (red positive, blue negative) as RGB."""
-    s = max(-1.0, min(1.0, float(s)))
-    return _on_white(220, 38, 38, s) if s >= 0 else _on_white(37, 99, 235, -s)
+    return _on_white(*signed_rgba(s))
 
 
 def _cmap(fn: Callable[[float], tuple[float, float, float]], lo: float, hi: float, name: str):
@@ -45,8 +48,7 @@ def _cmap(fn: Callable[[float], tuple[float, float, float]], lo: float, hi: floa
 
 
 def _short(text: str, n: int = 70) -> str:
-    text = text.replace("\n", " ")
-    return text if len(text) <= n else text[: n - 1] + "…"
+    return shorten(text.replace("\n", " "), n)
 
 
 def _token_lines(items: list[tuple[str, Any]], width: int = _WRAP) -> list[list[tuple[int, str, Any]]]:
@@ -90,26 +92,17 @@ def _text_figure(rows: float):
     return fig, ax
 
 
-def figure(doc: dict[str, Any]):
-    """Draw the result document ``doc`` (``result.to_dict()``) on a new matplotlib Figure."""
-    kind = doc.get("kind")
-    if kind not in PLOTTERS:
-        raise InputError(f"no PNG view for results of kind {kind!r}; kinds with one: {', '.join(PLOTTERS)}")
-    return PLOTTERS[kind](doc)
-
-
 def save_png(result: Any, path: str | Path, *, dpi: int = 150) -> Path:
-    """Draw ``result`` (any whyllm result, or its JSON document) as a PNG at ``path``.
+    """Draw ``result`` (any whyllm result with a PNG view) as a PNG at ``path``.
 
     Returns:
         The path written.
 
     """
-    doc = result if isinstance(result, dict) else result.to_dict()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
         warnings.filterwarnings("ignore", message=r".*tight_layout.*", category=UserWarning)
-        figure(doc).savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", format="png")
+        dispatch.figure(result).savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", format="png")
     return Path(path)
 
 
@@ -316,7 +309,10 @@ def _patch(doc: dict[str, Any]):
     return fig
 
 
-PLOTTERS: Mapping[str, Callable[[dict[str, Any]], Any]] = MappingProxyType({
-    "predict": _predict, "generate": _generate, "samples": _samples, "attribution": _attribution,
-    "lens": _lens, "components": _components, "attention": _attention, "patch": _patch,
-})
+_VIEWS: tuple[tuple[type, Callable[[dict[str, Any]], Any]], ...] = (
+    (PredictResult, _predict), (GenerationResult, _generate), (SamplesResult, _samples),
+    (AttributionResult, _attribution), (LensResult, _lens), (ComponentsResult, _components),
+    (AttentionResult, _attention), (PatchResult, _patch),
+)
+for _type, _draw in _VIEWS:
+    dispatch.figure.register(_type)(lambda result, draw=_draw: draw(result.to_dict()))

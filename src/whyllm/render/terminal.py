@@ -1,13 +1,9 @@
-"""Terminal views (rich renderables) of results. Returns values; never prints.
+"""Terminal views (rich renderables) of predictions and generations, and the terminal helpers.
 
-:func:`view` dispatches on the result type. Domain modules listed in ``_DOMAINS`` register their own
-views with ``@view.register`` and are imported on first use.
+Registered on :func:`whyllm.render.dispatch.terminal`. Returns values; never prints.
 """
 
 from __future__ import annotations
-
-import importlib
-from functools import singledispatch
 
 from rich import box
 from rich.console import Group, RenderableType
@@ -15,46 +11,14 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from whyllm.model.base import visible
+from whyllm.render.dispatch import terminal
+from whyllm.render.text import LOW_PROB, fmt_prob, visible
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.predict import PredictResult
 
 __all__ = [
-    "LOW_PROB", "fmt_prob", "generation_text", "load_domains", "prob_style", "step_note", "step_text",
-    "steps_table", "token_cell", "view",
+    "generation_text", "prob_style", "step_note", "step_text", "steps_table", "token_cell",
 ]
-
-LOW_PROB = 0.1  # picks below this probability are marked as unlikely
-
-_DOMAINS = ("whyllm.render.attribution", "whyllm.render.internals")
-_loaded = False
-
-
-@singledispatch
-def _view(result: object) -> RenderableType:
-    return Text(repr(result))
-
-
-def load_domains() -> None:
-    """Import the domain view modules once, so their registrations exist."""
-    global _loaded
-    if not _loaded:
-        for name in _DOMAINS:
-            try:
-                importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name != name:
-                    raise
-        _loaded = True
-
-
-def view(result: object) -> RenderableType:
-    """Rich renderable for any whyllm result."""
-    load_domains()
-    return _view(result)
-
-
-view.register = _view.register  # type: ignore[attr-defined]
 
 
 def prob_style(p: float) -> str:
@@ -64,11 +28,6 @@ def prob_style(p: float) -> str:
     if p >= LOW_PROB:
         return "yellow"
     return "bold red"
-
-
-def fmt_prob(p: float) -> str:
-    """Format a probability compactly: ``0.734``, ``0.002``, ``3.1e-05``."""
-    return f"{p:.3f}" if p >= 0.001 or p == 0 else f"{p:.1e}"
 
 
 def token_cell(text: str) -> Text:
@@ -93,7 +52,7 @@ def _short_prob(p: float) -> str:
     return f"{p:.2f}".removeprefix("0") if p >= 0.01 else f"{p:.0e}"
 
 
-@_view.register
+@terminal.register
 def _(r: PredictResult) -> RenderableType:
     table = Table(box=box.SIMPLE_HEAD)
     for col, just in [("rank", "right"), ("token", "left"), ("id", "right"), ("prob", "right"),
@@ -147,14 +106,14 @@ def steps_table(r: GenerationResult) -> Table:
     return table
 
 
-@_view.register
+@terminal.register
 def _(r: GenerationResult) -> RenderableType:
     settings = ", ".join(f"{k}={v}" for k, v in r.settings.items() if v is not None)
     footer = Text(f"stopped: {r.stop_reason}; {settings}", style="dim")
     return Group(generation_text(r), steps_table(r), footer)
 
 
-@_view.register
+@terminal.register
 def _(r: SamplesResult) -> RenderableType:
     root = Tree(Text.assemble((r.prompt, "bold"), r.tree["text"]))
 

@@ -12,6 +12,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from whyllm._version import __version__
+from whyllm.errors import InputError
+
 __all__ = ["SCHEMA_VERSION", "Result", "meta"]
 
 SCHEMA_VERSION = 1
@@ -19,8 +22,6 @@ SCHEMA_VERSION = 1
 
 def meta(model: Any, method: str, **params: Any) -> dict[str, Any]:
     """Provenance stored on every result: model name, method, parameters and whyllm version."""
-    from whyllm import __version__
-
     name = getattr(model, "name", model)
     return {"model": str(name), "method": method, "params": params, "whyllm_version": __version__}
 
@@ -45,8 +46,6 @@ class Result:
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Self:
         """Rebuild a result from :meth:`to_dict` output (tensors not in the document stay empty)."""
-        from whyllm.errors import InputError
-
         if doc.get("kind") != cls.kind:
             raise InputError(f"document kind {doc.get('kind')!r} is not {cls.kind!r}")
         if doc.get("schema_version") != SCHEMA_VERSION:
@@ -72,9 +71,9 @@ class Result:
         self.to_dataframe().to_parquet(path, index=False)
 
     def __rich__(self):
-        from whyllm.render.terminal import view
+        from whyllm.render import dispatch  # views import results: imported on first use
 
-        return view(self)
+        return dispatch.terminal(self)
 
     def _repr_html_(self) -> str:
         from whyllm.render.html import fragment

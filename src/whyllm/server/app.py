@@ -2,21 +2,19 @@
 
 ``POST /api/<command>`` takes the command's parameters (see :mod:`whyllm.server.schemas`) and answers
 the same JSON document as ``whyllm <command> --json`` (``?format=html`` answers the self-contained
-HTML report instead). Analyses come from :func:`whyllm.methods.registry.get_analysis` and run one at a
+HTML report instead). There is an endpoint for every analysis of :data:`whyllm.methods.registry.ANALYSES`
+(its request schema from :mod:`whyllm.server.schemas`, or made from its signature); analyses run one at a
 time on the :class:`~whyllm.server.worker.Worker`; a client that disconnects cancels its job.
 """
 
 import asyncio
-import importlib
-import inspect
 import json
 import logging
 import math
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from types import MappingProxyType
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -25,28 +23,35 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from whyllm.errors import UnknownMethodError, WhyllmError
-from whyllm.methods.registry import get_analysis
+from whyllm._version import __version__
+from whyllm.errors import WhyllmError
+from whyllm.methods.attribution.registry import METHODS
+from whyllm.methods.registry import ANALYSES
 from whyllm.model.base import Model
 from whyllm.server import schemas
 from whyllm.server.security import REPORT_CSP, Guard, cookie_name, given_token, token_matches
 from whyllm.server.worker import Busy, Cancelled, Job, Worker
 
-__all__ = ["ENDPOINTS", "NotAvailable", "create_app"]
+__all__ = ["ENDPOINTS", "create_app", "endpoints"]
 
 log = logging.getLogger(__name__)
 
 STATIC = files("whyllm.server") / "static"
 
-ENDPOINTS: dict[str, tuple[type[schemas.ApiRequest], str]] = {
-    "predict": (schemas.PredictRequest, "Next-token distribution (whyllm predict)."),
-    "generate": (schemas.GenerateRequest, "Generation with alternatives, or samples (whyllm generate)."),
-    "explain": (schemas.ExplainRequest, "Input attribution with faithfulness (whyllm explain)."),
-    "lens": (schemas.LensRequest, "Logit lens (whyllm lens)."),
-    "components": (schemas.ComponentsRequest, "Direct logit attribution to heads, MLPs (whyllm components)."),
-    "attention": (schemas.AttentionRequest, "Attention patterns (whyllm attention)."),
-    "patch": (schemas.PatchRequest, "Activation patching of a clean/corrupted pair, or causal tracing."),
-}
+
+
+def endpoints() -> dict[str, tuple[type[schemas.ApiRequest], str]]:
+    """``POST /api/<name>`` -> (request schema, summary), one per endpoint the registry names."""
+    table: dict[str, tuple[type[schemas.ApiRequest], str]] = {}
+    for entry in ANALYSES.values():
+        name = entry.endpoint_name
+        if name not in table:
+            schema = schemas.REQUESTS.get(name) or schemas.request_for(entry)
+            table[name] = (schema, f"{entry.summary} (whyllm {entry.command_name})")
+    return table
+
+
+ENDPOINTS = endpoints()
 
 _ERRORS = {
     400: {"description": "The analysis refused the input (message in `detail`)."},
@@ -55,33 +60,11 @@ _ERRORS = {
     413: {"description": "Body over the size limit."},
     422: {"description": "Parameters outside their limits or the model's ranges."},
     429: {"description": "Busy: the queue is full; retry shortly."},
-    501: {"description": "This analysis is not available in this whyllm build."},
 }
 
 _NEED_TOKEN = """<!doctype html><html><head><meta charset="utf-8"><title>whyllm: token needed</title></head>
 <body><h1>whyllm</h1><p>This explorer needs its launch token. Open the URL that <code>whyllm serve</code>
 printed (it ends in <code>?token=...</code>).</p></body></html>"""
-
-
-class NotAvailable(Exception):
-    """A registered analysis whose module is not in this build (answered with 501)."""
-
-
-# Analyses the API runs that the registry may not list (yet).
-_EXTRA = MappingProxyType({"trace": "whyllm.methods.tracing:causal_trace"})
-
-
-def _resolve(name: str) -> Callable:
-    try:
-        try:
-            return get_analysis(name)
-        except UnknownMethodError:
-            if name not in _EXTRA:
-                raise
-            module, func = _EXTRA[name].split(":")
-            return getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as e:
-        raise NotAvailable(f"the {name!r} analysis is not available in this whyllm build ({e})") from None
 
 
 def _finite(value: Any) -> Any:
@@ -144,10 +127,6 @@ def _install_handlers(app: FastAPI) -> None:
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _error(429, "Busy", str(exc), {"retry-after": "1"})
 
-    @app.exception_handler(NotAvailable)
-    async def missing(_: Request, exc: NotAvailable) -> JSONResponse:
-        return _error(501, "NotAvailable", str(exc))
-
     @app.exception_handler(Cancelled)
     async def cancelled(_: Request, exc: Cancelled) -> JSONResponse:
         return _error(503, "Cancelled", str(exc))
@@ -177,21 +156,15 @@ async def _wait(request: Request, job: Job) -> Any:
 
 def _job(model: Model, body: schemas.ApiRequest, fmt: str) -> Job:
     """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
-    name = body.name()
-    fn = _resolve(name)
-    params = inspect.signature(fn).parameters
+    entry = ANALYSES[body.name()]
 
     def work(job: Job) -> bytes:
         kwargs = body.call(model)
-        if "on_step" in params:
-            kwargs["on_step"] = job.on_step
-        elif "progress" in params:
+        if entry.unit is not None:
             kwargs["progress"] = job.progress
-        return encode(fn(model, **kwargs), fmt)
+        return encode(entry.fn(model, **kwargs), fmt)
 
-    if "on_step" in params:
-        return Job(name, work, total=getattr(body, "max_new_tokens", None), unit="tokens")
-    return Job(name, work, unit="steps" if "progress" in params else "passes")
+    return Job(entry.name, work, unit=entry.unit or "passes")
 
 
 def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], summary: str) -> None:
@@ -214,26 +187,12 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
 
 
 def _info(model: Model, limits: schemas.Limits) -> dict[str, Any]:
-    available = {}
-    for name in ENDPOINTS:
-        try:
-            _resolve(name)
-            available[name] = True
-        except NotAvailable:
-            available[name] = False
     a = model.adapter
     return {
         "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
-        "d_vocab": a.d_vocab, "d_model": a.d_model, "available": available, "limits": vars(limits),
-        "explain_methods": _explain_methods() if available["explain"] else [],
+        "d_vocab": a.d_vocab, "d_model": a.d_model, "endpoints": sorted(ENDPOINTS), "limits": vars(limits),
+        "explain_methods": list(METHODS),
     }
-
-
-def _explain_methods() -> list[str]:
-    from whyllm.methods import attribution
-
-    names = getattr(attribution, "methods", None)
-    return list(names()) if callable(names) else []
 
 
 def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
@@ -255,8 +214,6 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
     async def lifespan(_: FastAPI):
         yield
         worker.close()
-
-    from whyllm import __version__
 
     app = FastAPI(title="whyllm", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json",

@@ -1,6 +1,7 @@
 """Request bodies of the JSON API: the CLI's parameters, with limits.
 
-Each request model mirrors one command (``whyllm predict`` -> :class:`PredictRequest`...). Unknown
+Each request model mirrors one command (``whyllm predict`` -> :class:`PredictRequest`...); an
+analysis with no hand-written model here gets one made from its signature (:func:`request_for`). Unknown
 fields are refused, so no request can name a file or a model path. Limits that need the loaded model
 (layer and head indices, token ids) are checked by :meth:`ApiRequest.call`, which returns the
 keyword arguments of the registered analysis named by :meth:`ApiRequest.name`. ``call`` may use the
@@ -9,11 +10,19 @@ tokenizer, so the server runs it on the model's worker thread.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import operator
+import re
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from whyllm.methods.registry import Analysis
 from whyllm.model.base import Model
 
 __all__ = [
@@ -27,7 +36,9 @@ __all__ = [
     "Limits",
     "PatchRequest",
     "PredictRequest",
+    "REQUESTS",
     "RangeError",
+    "request_for",
 ]
 
 
@@ -47,6 +58,8 @@ class Limits:
     attention_tokens: int = 256
     attention_weights: int = 1_000_000
     ablation_samples: int = 4096
+    generic_int: int = 4096  # integers of requests made from a signature
+    generic_list: int = 256  # and their lists
     body_bytes: int = 64 * 1024
 
 
@@ -266,3 +279,55 @@ class PatchRequest(ApiRequest):
         shared = {"target", "noise", "samples", "seed", "component", "layers", "positions"}
         args = self.model_dump(include=shared)
         return {"prompt": self.clean, "subject": self.trace_subject, **args}
+
+
+REQUESTS: dict[str, type[ApiRequest]] = {
+    r.analysis: r for r in (PredictRequest, GenerateRequest, ExplainRequest, LensRequest, ComponentsRequest,
+                            AttentionRequest, PatchRequest)
+}
+
+
+def _field_type(annotation: Any) -> Any:
+    """The annotation with limits on texts, integers and lists; ``None`` if JSON cannot carry it."""
+    if annotation is str:
+        return Prompt
+    if annotation is int:
+        return Annotated[int, Field(ge=-LIMITS.generic_int, le=LIMITS.generic_int)]
+    if annotation in (float, bool, type(None)):
+        return annotation
+    args, origin = typing.get_args(annotation), typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [_field_type(a) for a in args]
+        return None if any(m is None for m in members) else functools.reduce(operator.or_, members)
+    if origin is dict and args[:1] == (str,):
+        return dict[str, Any]
+    if origin in (list, tuple, Sequence) and args:
+        item = _field_type(args[0])
+        return None if item is None else Annotated[list[item], Field(max_length=LIMITS.generic_list)]
+    return None
+
+
+def request_for(entry: Analysis) -> type[ApiRequest]:
+    """A request model made from ``entry``'s signature: one field per parameter after the model.
+
+    Texts are limited to the prompt length, integers and lists to the generic limits; ``progress`` and
+    parameters JSON cannot carry (tensors, callables) are left out (they keep their defaults).
+    """
+    fields: dict[str, Any] = {}
+    params = list(inspect.signature(entry.fn, eval_str=True).parameters.values())[1:]
+    for p in params:
+        if p.name == "progress" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        kind = _field_type(p.annotation)
+        if kind is None:
+            if p.default is p.empty:
+                raise TypeError(f"{entry.name}: parameter {p.name!r} cannot come from JSON: {p.annotation!r}")
+            continue
+        default = ... if p.default is p.empty else (list(p.default) if isinstance(p.default, tuple)
+                                                   else p.default)
+        fields[p.name] = (kind, Field(default))
+    name = "".join(w.capitalize() for w in re.split(r"[_\W]+", entry.name)) + "Request"
+    doc = f"``whyllm {entry.command_name}``: {entry.summary}"
+    model = create_model(name, __base__=ApiRequest, __doc__=doc, **fields)
+    model.analysis = entry.name
+    return model

@@ -2,8 +2,8 @@
 
 A :class:`Job` wraps one analysis call. :meth:`Worker.submit` queues it or raises :class:`Busy` when
 the queue is full (the server answers 429). Cancelling a job sets a flag that the running analysis
-checks at every transformer block it enters (a pre-hook installed with
-:func:`whyllm.model.hooks.intervene` for the duration of the job) and at every generated token, so
+checks at every transformer block it enters (:func:`whyllm.model.patches.on_every_block`, for the
+duration of the job) and at every progress report, so
 even a long integrated-gradients run or patching sweep stops within one block's work.
 """
 
@@ -19,10 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from torch import Tensor
-
 from whyllm.model.base import Model
-from whyllm.model.hooks import intervene
+from whyllm.model.patches import on_every_block
 
 __all__ = ["Busy", "Cancelled", "Job", "Worker"]
 
@@ -72,14 +70,8 @@ class Job:
         if self._cancel.is_set():
             raise Cancelled(f"{self.kind} job {self.id} was cancelled")
 
-    def on_step(self, row: int, _step: object) -> None:
-        """Progress callback for generation (``on_step``): one unit per token of row 0."""
-        if row == 0:
-            self.done += 1
-        self.check()
-
     def progress(self, done: int, total: int) -> None:
-        """Progress callback for sweeps (``progress``): ``done`` of ``total`` steps."""
+        """The analysis's ``progress(done, total)`` callback: record it, and stop here if cancelled."""
         self.done, self.total = int(done), int(total)
         self.check()
 
@@ -177,16 +169,11 @@ class Worker:
             job.future.set_result(value)
 
     def _checkpoints(self, job: Job):
-        """Pre-hooks on every block: count forward passes (block 0) and stop a cancelled job."""
-        blocks = self.model.adapter.blocks
+        """Before every block: stop a cancelled job, and count forward passes (block 0)."""
 
-        def check(first: bool) -> Callable[[Tensor], Tensor]:
-            def fn(hidden: Tensor) -> Tensor:
-                job.check()
-                if first:
-                    job.passes += 1
-                return hidden
+        def check(layer: int) -> None:
+            job.check()
+            if layer == 0:
+                job.passes += 1
 
-            return fn
-
-        return intervene({b: check(i == 0) for i, b in enumerate(blocks)}, inputs=True)
+        return on_every_block(self.model, check)

@@ -10,9 +10,7 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 @pytest.fixture
 def cli(monkeypatch, tiny):
-    import whyllm.cli.explain as mod
-
-    monkeypatch.setattr(mod, "load", lambda *a, **k: tiny("llama"))
+    monkeypatch.setattr("whyllm.model.load.load_model", lambda *a, **k: tiny("llama"))
     return CliRunner()
 
 

@@ -16,7 +16,7 @@ def run(tiny):
     model = tiny("llama")
 
     def invoke(*args):
-        with mock.patch("whyllm.cli.internals.load", return_value=model):
+        with mock.patch("whyllm.model.load.load_model", return_value=model):
             return runner.invoke(app, list(args))
 
     return invoke

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from internals_common import boom
 
+from tests.helpers.internals import boom
 from whyllm.errors import InputError
 from whyllm.methods.attention import attention
 from whyllm.methods.components import components

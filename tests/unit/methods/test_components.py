@@ -2,10 +2,11 @@ import math
 
 import pytest
 import torch
-from internals_common import boom
 
+from tests.helpers.internals import boom
 from whyllm.errors import InputError
-from whyllm.methods.components import components, decompose, direct_sites
+from whyllm.methods.components import components
+from whyllm.methods.engine.direct import capture_direct, decompose
 from whyllm.model.hooks import capture, intervene, n_hooks
 from whyllm.model.tiny import tiny_model
 from whyllm.results.internals import ComponentsResult
@@ -52,11 +53,10 @@ def test_architecture_specifics_are_covered(tiny):
 def test_heads_and_neurons_add_up_to_their_sublayer(any_tiny):
     """Per layer: heads (+ bias) reproduce the attention output's share, neurons (+ bias) the MLP's."""
     ad = any_tiny.adapter
-    outs, ins = direct_sites(any_tiny)
     attn = {f"attn{i}": ad.part(i, "attn_out") for i in range(ad.n_layers)}
-    with capture({**outs, **attn}) as o, capture(ins, inputs=True) as i_:
+    with capture(attn) as o, capture_direct(any_tiny) as direct:
         real = any_tiny.hf(input_ids=any_tiny.encode(PROMPT)).logits[0, -1]
-    acts = {k: v[0, -1] for k, v in {**o, **i_}.items()}
+    acts = {**direct.at(-1), **{k: v[0, -1] for k, v in o.items()}}
     target = int(real.argmax())
     dec = decompose(any_tiny, acts, target, None)
     frozen = ad.frozen_norm(ad.ln_final, acts["final"])

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from internals_common import boom
 
+from tests.helpers.internals import boom
 from whyllm.errors import InputError
 from whyllm.methods import lens as lens_module
 from whyllm.methods.lens import logit_lens

@@ -1,6 +1,7 @@
 import pytest
 import torch
-from internals_common import (
+
+from tests.helpers.internals import (
     CLEAN,
     CORRUPTED,
     LONG_CLEAN,
@@ -11,7 +12,6 @@ from internals_common import (
     naive_patch,
     site_modules,
 )
-
 from whyllm.errors import InputError, UnknownMethodError
 from whyllm.methods.patching import COMPONENTS, attribution_patch, compare_patching, patch, spearman
 from whyllm.model.hooks import intervene, n_hooks

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from internals_common import boom
 
+from tests.helpers.internals import boom
 from whyllm.errors import InputError, UnknownMethodError
 from whyllm.methods.tracing import causal_trace, embedding_std, subject_positions
 from whyllm.model.hooks import intervene, n_hooks

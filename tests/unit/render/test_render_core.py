@@ -9,8 +9,9 @@ from rich.console import Console
 
 from whyllm.methods.generate import generate, sample
 from whyllm.methods.predict import predict
+from whyllm.render.dispatch import terminal as view
 from whyllm.render.html import fragment, page
-from whyllm.render.terminal import step_note, view
+from whyllm.render.terminal import step_note
 from whyllm.results.generate import GenerationResult, Step
 from whyllm.results.predict import Candidate, PredictResult
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from server_common import BASE, TOKEN, our_hooks
 
+from tests.helpers.server import BASE, TOKEN, our_hooks
 from whyllm.server import create_app
 
 

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from server_common import PROMPT, TOKEN, our_hooks
 from typer.testing import CliRunner
 
+from tests.helpers.server import PROMPT, TOKEN, our_hooks
 from whyllm.model.hooks import intervene
 from whyllm.model.tiny import tiny_model
 from whyllm.server import create_app, running
@@ -102,7 +102,7 @@ def test_serve_command_prints_the_url_with_the_token(model, monkeypatch):
     from whyllm.cli import app as cli
 
     served = {}
-    monkeypatch.setattr("whyllm.cli.serve.load", lambda *a, **k: model)
+    monkeypatch.setattr("whyllm.model.load.load_model", lambda *a, **k: model)
     monkeypatch.setattr("whyllm.server.run.run_app",
                         lambda app, host, port: served.update(app=app, host=host, port=port))
     out = CliRunner().invoke(cli, ["serve", "--port", "8123", "--queue-size", "3"])

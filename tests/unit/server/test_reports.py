@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from server_common import CORRUPTED, PROMPT, XSS
 
+from tests.helpers.server import CORRUPTED, PROMPT, XSS
 from whyllm.methods.registry import get_analysis
 
 CALLS = [

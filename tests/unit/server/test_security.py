@@ -7,8 +7,8 @@ from importlib.resources import files
 
 import pytest
 from fastapi.testclient import TestClient
-from server_common import BASE, PROMPT, TOKEN, XSS
 
+from tests.helpers.server import BASE, PROMPT, TOKEN, XSS
 from whyllm.server.app import ENDPOINTS
 from whyllm.server.security import cookie_name, split_host
 

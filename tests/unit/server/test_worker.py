@@ -7,8 +7,8 @@ import time
 
 import pytest
 import torch
-from server_common import our_hooks
 
+from tests.helpers.server import our_hooks
 from whyllm.server.worker import Busy, Cancelled, Job, Worker
 
 WAIT = 60  # seconds: a bound for waits that should take milliseconds, never a speed assertion
@@ -114,8 +114,8 @@ def test_generation_progress_counts_tokens(model):
     from whyllm.methods.generate import generate
 
     worker = Worker(model)
-    job = Job("generate", lambda job: generate(model, "Hello", max_new_tokens=5, seed=0, on_step=job.on_step),
-              total=5, unit="tokens")
+    job = Job("generate", lambda job: generate(model, "Hello", max_new_tokens=5, seed=0,
+                                               progress=job.progress), total=5, unit="tokens")
     result = worker.submit(job).result(WAIT)
     status = worker.recent[-1]
     assert status["done"] == len(result.steps) and status["total"] == 5 and status["unit"] == "tokens"

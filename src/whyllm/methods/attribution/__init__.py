@@ -7,7 +7,7 @@ Methods (``method=``): ``saliency``, ``input_x_gradient``, ``integrated_gradient
 
 from whyllm.methods.attribution.evaluate import evaluate
 from whyllm.methods.attribution.explain import explain
-from whyllm.methods.attribution.registry import methods
+from whyllm.methods.attribution.registry import METHODS, methods
 from whyllm.methods.attribution.step import explain_step
 
-__all__ = ["evaluate", "explain", "explain_step", "methods"]
+__all__ = ["METHODS", "evaluate", "explain", "explain_step", "methods"]

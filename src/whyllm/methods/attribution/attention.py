@@ -14,9 +14,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from whyllm.methods._internals import attention_weights
-from whyllm.methods.attention import eager_attention
 from whyllm.methods.attribution.engine import Job, MethodOutput
+from whyllm.methods.engine.progress import report
+from whyllm.model.patches import attention_weights, check_weights, eager_attention
 
 __all__ = ["attention", "attention_rollout"]
 
@@ -33,12 +33,8 @@ def _weights(job: Job) -> tuple[list[Tensor], Tensor]:
     # transformers install permanent hooks on the model)
     with eager_attention(job.model), attention_weights(job.model, layers) as att:
         job.model.hf(inputs_embeds=x, use_cache=False, logits_to_keep=1)
-        if job.progress is not None:
-            job.progress(1, 1)
-    if len(att) != len(layers):
-        from whyllm.errors import UnsupportedModelError
-
-        raise UnsupportedModelError(f"{job.model.name}: its attention modules return no weights, even eager")
+        report(job.progress, 1, 1)
+    check_weights(job.model, att, layers)
     reads = job.target.read_off + (job.x.shape[1] - 1)
     return [att[i][0].float().mean(0) for i in layers], reads  # each (pos, pos)
 

@@ -1,4 +1,4 @@
-"""Shared machinery: frozen parameters, memory-capped chunking and batched runs on edited inputs.
+"""Shared machinery of the attribution methods: memory-capped chunking and batched runs on edited inputs.
 
 :func:`masked_scores` is what occlusion, context ablation and the faithfulness metrics all run: the
 target on many copies of the input, each with some tokens replaced by the baseline. Rows are sorted
@@ -8,25 +8,24 @@ same in every row, so they run once (batch 1) and their key/value cache is expan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from whyllm.errors import InputError
 from whyllm.methods.attribution.aggregate import UnitSpan
 from whyllm.methods.attribution.inputs import Prepared
 from whyllm.methods.attribution.targets import Target
+from whyllm.methods.engine.progress import Progress, report
 from whyllm.model.base import Model
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "Progress", "frozen", "masked_scores", "memory_cap",
+    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "masked_scores", "memory_cap",
     "rows_per_chunk",
 ]
 
-Progress = Callable[[int, int], None] | None
 # on CPU: bytes of activations one chunk may hold (gradients included). Bigger chunks run a little
 # faster: integrated gradients on Gemma 3 270M, 128 tokens, took 0.39 / 0.32 / 0.29 / 0.30 s a step
 # with 1 / 4 / 8 / 16 rows per chunk (1 GiB holds 5). 1 GiB keeps the peak at 2.5 GB, a fifth of
@@ -40,37 +39,10 @@ _TOKENS_PER_CHUNK_OTHER = 16384
 _MIN_PREFIX = 4  # shorter shared prefixes are not worth a separate forward
 
 
-@contextmanager
-def frozen(model: Model) -> Iterator[None]:
-    """Gradient-friendly settings inside the block (restored after, even on error).
-
-    * Parameters get ``requires_grad=False``: gradients are then taken with respect to the input
-      embeddings only, no weight gradient is computed, and autograd does not keep the activations
-      that only weight gradients need.
-    * On CPU, scaled-dot-product attention uses its math backend: the fused CPU flash-attention
-      backward meets denormal floats and runs ~50 times slower (measured on Gemma 3 270M, 128 tokens).
-    """
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    params = list(model.hf.parameters())
-    flags = [p.requires_grad for p in params]
-    kernels = sdpa_kernel([SDPBackend.MATH]) if model.device.type == "cpu" else nullcontext()
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        with kernels:
-            yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-
-
 def memory_cap(model: Model, max_memory: int | None) -> int:
     """``max_memory``, or the default: 1 GiB on CPU, a quarter of a GPU's free memory (at least 1 GiB)."""
     if max_memory is not None:
         if isinstance(max_memory, bool) or not isinstance(max_memory, int) or max_memory < 1:
-            from whyllm.errors import InputError
-
             raise InputError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
         return max_memory
     dev = model.device
@@ -117,7 +89,7 @@ def _chunks(first: Tensor, length: int, rows: int, max_rows: int, budget: int) -
 @torch.no_grad()
 def masked_scores(
     model: Model, target: Target, x: Tensor, base: Tensor, masks: Tensor, *,
-    max_memory: int = DEFAULT_MAX_MEMORY, reuse_prefix: bool = True, progress: Progress = None,
+    max_memory: int = DEFAULT_MAX_MEMORY, reuse_prefix: bool = True, progress: Progress | None = None,
 ) -> Tensor:
     """The target on copies of the input with the ``masks``' tokens replaced by the baseline.
 
@@ -155,8 +127,7 @@ def masked_scores(
             rows = rows[:, s:]
         out[idx] = target.scores(model, rows, cache=cache).float().cpu()
         done += len(idx)
-        if progress is not None:
-            progress(done, n_rows)
+        report(progress, done, n_rows)
     return out
 
 
@@ -183,7 +154,7 @@ class Job:
     full: Tensor
     empty: Tensor | None
     max_memory: int = DEFAULT_MAX_MEMORY
-    progress: Progress = None
+    progress: Progress | None = None
 
     @property
     def free(self) -> Tensor:

@@ -6,11 +6,11 @@ import time
 from typing import Any
 
 from whyllm.errors import InputError
-from whyllm.methods.attribution.engine import Progress
-from whyllm.methods.attribution.explain import explain
 from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
-from whyllm.methods.attribution.registry import get_method
-from whyllm.methods.attribution.registry import methods as all_methods
+from whyllm.methods.attribution.registry import METHODS
+from whyllm.methods.attribution.request import build
+from whyllm.methods.attribution.run import run
+from whyllm.methods.engine.progress import Progress, report
 from whyllm.model.base import Model
 from whyllm.results.attribution import EvaluationResult
 from whyllm.results.base import meta
@@ -49,7 +49,7 @@ def _ranking(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any
 def evaluate(
     model: Model, prompts: list[str | dict[str, Any]], *, methods: list[str] | None = None,
     granularity: str = "token", steps: int | str = 32, baseline: str = "default",
-    fractions: tuple[float, ...] = DEFAULT_FRACTIONS, progress: Progress = None,
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS, progress: Progress | None = None,
 ) -> EvaluationResult:
     """Run each method on each prompt and rank the methods by their faithfulness metrics.
 
@@ -66,22 +66,23 @@ def evaluate(
     The ranking orders methods by the mean of their ranks on mean comprehensiveness (higher is
     better), sufficiency (lower) and deletion AUC (lower).
     """
-    names = list(methods) if methods else all_methods()
+    names = list(methods) if methods else METHODS.names()
     for name in names:
-        get_method(name)
+        METHODS[name]  # unknown names fail before any run
     items = _items(prompts)
     rows: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         for name in names:
             start = time.perf_counter()
-            r = explain(model, item["prompt"], target=item.get("target"), foil=item.get("foil"), method=name,
-                        granularity=granularity, steps=steps, baseline=baseline, fractions=fractions)
+            request = build(model, item["prompt"], target=item.get("target"), foil=item.get("foil"),
+                            method=name, granularity=granularity, steps=steps, baseline=baseline,
+                            fractions=fractions)
+            r = run(model, request)
             f = r.faithfulness
             rows.append({"prompt": i, "method": name, "comprehensiveness": f.comprehensiveness,
                          "sufficiency": f.sufficiency, "deletion_auc": f.deletion_auc,
                          "seconds": time.perf_counter() - start})
-            if progress is not None:
-                progress(len(rows), len(items) * len(names))
+            report(progress, len(rows), len(items) * len(names))
     settings = {"granularity": granularity, "steps": steps, "baseline": baseline,
                 "fractions": list(fractions)}
     return EvaluationResult(

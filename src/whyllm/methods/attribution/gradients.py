@@ -13,9 +13,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from whyllm.methods.attribution.engine import Job, MethodOutput, frozen
+from whyllm.methods.attribution.engine import Job, MethodOutput
 from whyllm.methods.attribution.targets import Target
+from whyllm.methods.engine.progress import report
 from whyllm.model.hooks import intervene
+from whyllm.model.patches import frozen
 
 __all__ = ["input_x_gradient", "row_grads", "saliency"]
 
@@ -30,7 +32,7 @@ def row_grads(job: Job, inputs: Tensor) -> Tensor:
     (``is_grads_batched``: one vectorised pass over the saved graph). Without the cut, each group's
     backward would also multiply a (positions x vocabulary) gradient by the unembedding, mostly
     zeros. Falls back to one backward per group where an operation has no batching rule. ``inputs``
-    must require gradients; call inside :func:`~whyllm.methods.attribution.engine.frozen`.
+    must require gradients; call inside :func:`~whyllm.model.patches.frozen`.
     """
     n = job.target.n_groups
     if n == 1:
@@ -80,8 +82,7 @@ def _input_grads(job: Job) -> Tensor:
     with frozen(job.model), torch.enable_grad():
         x = job.x.detach().clone().requires_grad_(True)
         grads = row_grads(job, x)[:, 0]
-    if job.progress is not None:
-        job.progress(1, 1)
+    report(job.progress, 1, 1)
     return grads  # (n_groups, pos, d_model)
 
 

@@ -5,7 +5,7 @@ tokenizer's offsets, or from decoding token by token when those are unavailable)
 turn, and whether it is *masked*: special tokens (BOS...) and chat-template tokens are never
 attributed, removed or interpolated; they keep their real embedding in every run.
 
-Baselines ("what an absent token looks like") are resolved here too, see :func:`baseline_embeddings`.
+Baselines ("what an absent token looks like") live in :mod:`whyllm.methods.attribution.baselines`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from torch import Tensor
 
 from whyllm.errors import InputError, PromptTooLongError
 from whyllm.model.base import Model, check_prompt
+from whyllm.model.chat import ROLES, chat_prompt
 
-__all__ = ["Prepared", "baseline_embeddings", "extend", "prepare", "prepare_ids"]
-
-_ROLES = ("system", "user", "assistant")
-
+__all__ = ["Prepared", "extend", "prepare", "prepare_ids"]
 
 @dataclass(frozen=True)
 class Prepared:
@@ -129,11 +127,9 @@ def prepare(model: Model, prompt: str | list[dict[str, str]], *, room: int = 0) 
         room: tokens that must still fit after the prompt (the target's continuation).
     """
     if isinstance(prompt, list):
-        from whyllm.methods.chat import chat_prompt
-
         for m in prompt:
-            if not (isinstance(m, dict) and m.get("role") in _ROLES and isinstance(m.get("content"), str)):
-                raise InputError(f"chat message {m!r} needs a role in {_ROLES} and text content")
+            if not (isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)):
+                raise InputError(f"chat message {m!r} needs a role in {ROLES} and text content")
         text = chat_prompt(model, prompt)
         ids = model.encode(text, room=room)
         spans = _spans_from_offsets(model, text, ids)
@@ -174,77 +170,3 @@ def extend(model: Model, prep: Prepared, out_ids: list[int]) -> Prepared:
         prep, text=text, ids=ids, tokens=prep.tokens + tuple(pieces), spans=tuple(spans), masked=masked,
         roles=prep.roles + ("output",) * len(out_ids), turns=prep.turns + (None,) * len(out_ids),
     )
-
-
-_DEFAULT_CANDIDATES = ("pad", "unk", "mask", "eos")
-
-
-def _embedding_norms(model: Model, ids: list[int]) -> Tensor:
-    with torch.no_grad():
-        return model.adapter.embed(torch.tensor([ids], device=model.device))[0].float().norm(dim=-1)  # (n,)
-
-
-def _default_token(model: Model) -> int | None:
-    """The first of pad, unk, mask, eos whose embedding is not degenerate (near zero).
-
-    Some models initialise the pad row to zero (``padding_idx``); a zero baseline makes the first
-    RMSNorm's scale blow up along the path, so integrated gradients never converges.
-    """
-    vocab = model.adapter.d_vocab
-    sample = list(range(0, vocab, max(1, vocab // 2048)))
-    typical = float(_embedding_norms(model, sample).median())
-    for name in _DEFAULT_CANDIDATES:
-        tid = getattr(model.tokenizer, f"{name}_token_id", None)
-        if tid is not None and tid < vocab and float(_embedding_norms(model, [tid])[0]) > 0.25 * typical:
-            return int(tid)
-    return None
-
-
-def _token_id(model: Model, name: str) -> int | None:
-    if name == "default":
-        return _default_token(model)
-    if name in ("pad", "unk", "eos", "bos", "mask"):
-        return getattr(model.tokenizer, f"{name}_token_id", None)
-    ids = model.tokenizer(name, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        raise InputError(f"baseline token {name!r} is {len(ids)} tokens for {model.name} ({ids}); "
-                         "give one token, 'pad', 'unk', 'mask', 'zero' or a tensor")
-    return int(ids[0])
-
-
-def baseline_embeddings(
-    model: Model, prep: Prepared, x: Tensor, baseline: str | Tensor,
-) -> tuple[Tensor, str]:
-    """Embeddings of the "absent" input, ``(1, pos, d_model)``, and a label for it.
-
-    Masked tokens (BOS, template) keep their real embedding ``x``. ``baseline`` is ``"default"``
-    (the pad token, else unk, else eos: a real token's embedding, so normalisation layers see an
-    input of ordinary size all along the path), ``"zero"``, ``"mean"`` (the mean token embedding, from an
-    evenly spaced sample of the vocabulary), ``"pad"``/``"unk"``/``"eos"``/``"bos"``/``"mask"``, any
-    single-token string, or a tensor ``(d_model,)`` / ``(pos, d_model)``.
-    """
-    d = x.shape[-1]
-    if isinstance(baseline, Tensor):
-        b = baseline.to(x.device, x.dtype)
-        if b.shape not in ((d,), (prep.n, d), (1, prep.n, d)):
-            raise InputError(f"a baseline tensor must be (d_model,) or (pos, d_model) = ({prep.n}, {d}); "
-                             f"got {tuple(b.shape)}")
-        base, label = b.expand(1, prep.n, d), "tensor"
-    elif baseline == "zero":
-        base, label = torch.zeros_like(x), "zero"
-    elif baseline == "mean":
-        with torch.no_grad():
-            vocab = model.adapter.d_vocab
-            ids = torch.arange(0, vocab, max(1, vocab // 8192), device=model.device)[None]  # (1, sample)
-            base, label = model.adapter.embed(ids).mean(1, keepdim=True).expand(1, prep.n, d), "mean"
-    elif isinstance(baseline, str) and baseline:
-        tid = _token_id(model, baseline)
-        if tid is None:
-            raise InputError(f"{model.name} has no {baseline!r} token; use 'zero', another token or a tensor")
-        with torch.no_grad():
-            emb = model.adapter.embed(torch.tensor([[tid]], device=model.device))  # (1, 1, d_model)
-        base, label = emb.expand(1, prep.n, d), model.tokenizer.convert_ids_to_tokens(tid)
-    else:
-        raise InputError(f"baseline {baseline!r} is not valid; use default, zero, mean, a token or a tensor")
-    masked = prep.masked.to(x.device)[None, :, None]  # (1, pos, 1)
-    return torch.where(masked, x, base).detach(), str(label)

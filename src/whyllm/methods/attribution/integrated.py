@@ -23,8 +23,10 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
-from whyllm.methods.attribution.engine import Job, MethodOutput, frozen, rows_per_chunk
+from whyllm.methods.attribution.engine import Job, MethodOutput, rows_per_chunk
 from whyllm.methods.attribution.gradients import row_grads
+from whyllm.methods.engine.progress import report
+from whyllm.model.patches import frozen
 
 __all__ = ["COMPLETENESS_WARNING", "gauss_legendre", "integrated_gradients"]
 
@@ -57,8 +59,7 @@ def _node_attr(job: Job, alphas: Tensor, done: int, budget: int) -> Tensor:
             a = alphas[start:start + chunk].to(delta.device)[:, None, None]  # (c, 1, 1)
             path = (job.base.float() + a * delta).to(job.x.dtype).requires_grad_(True)  # (c, pos, d_model)
             out.append((row_grads(job, path) * delta).sum(-1).cpu())  # (n_groups, c, pos)
-            if job.progress is not None:
-                job.progress(done + min(start + chunk, len(alphas)), budget)
+            report(job.progress, done + min(start + chunk, len(alphas)), budget)
     return torch.cat(out, dim=1)
 
 

@@ -1,48 +1,55 @@
-"""Attribution method names -> functions (``fn(job, **options) -> MethodOutput``)."""
+"""The attribution methods: name -> function ``fn(job, **options) -> MethodOutput``.
+
+A new method is one module with its function and one line here; ``whyllm explain --method``, the API's
+``method`` field and the docs table list it from this table.
+"""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from types import MappingProxyType
+from dataclasses import dataclass
 
-from whyllm.errors import UnknownMethodError
+from whyllm.methods.attribution.attention import attention, attention_rollout
+from whyllm.methods.attribution.context_ablation import context_ablation
+from whyllm.methods.attribution.gradients import input_x_gradient, saliency
+from whyllm.methods.attribution.integrated import integrated_gradients
+from whyllm.methods.attribution.occlusion import occlusion
+from whyllm.methods.engine.registry import Entry, Registry
 
-__all__ = ["ERASURE_BASELINE", "default_baseline", "get_method", "methods"]
-
-_METHODS = MappingProxyType({
-    "saliency": "whyllm.methods.attribution.gradients:saliency",
-    "input_x_gradient": "whyllm.methods.attribution.gradients:input_x_gradient",
-    "integrated_gradients": "whyllm.methods.attribution.integrated:integrated_gradients",
-    "occlusion": "whyllm.methods.attribution.occlusion:occlusion",
-    "attention": "whyllm.methods.attribution.attention:attention",
-    "attention_rollout": "whyllm.methods.attribution.attention:attention_rollout",
-    "context_ablation": "whyllm.methods.attribution.context_ablation:context_ablation",
-})
-
-# What "absent" means when the user does not say (baseline="default"); see docs/attribution.md.
-# Methods that replace tokens inside an otherwise real input (and the faithfulness metrics, which
-# do the same) use the mean token embedding: an "average token" with no identity of its own. A
-# specific token (pad) placed in a sentence is itself evidence, and what the model reads from it
-# depends on which token it is. Path methods (integrated gradients) start from a content-free input
-# made of one real token (the default token, pad on most models), whose path converges best.
-ERASURE_BASELINE = "mean"
-_ERASURE = frozenset({"occlusion", "context_ablation"})
+__all__ = ["METHODS", "AttributionMethod", "methods"]
 
 
-def default_baseline(name: str) -> str:
-    """``"mean"`` for methods that erase tokens in context, ``"default"`` (the default token) otherwise."""
-    return ERASURE_BASELINE if name in _ERASURE else "default"
+@dataclass(frozen=True)
+class AttributionMethod(Entry):
+    """An attribution method.
+
+    Attributes:
+        erasure: it replaces tokens inside an otherwise real input (its default baseline is then the
+            mean embedding, see :mod:`whyllm.methods.attribution.baselines`).
+        uses_target: its scores depend on the target and foil (attention-based scores do not).
+    """
+
+    erasure: bool = False
+    uses_target: bool = True
+
+
+METHODS: Registry[AttributionMethod] = Registry("attribution method", [
+    AttributionMethod("saliency", saliency,
+                      "Gradient of the target w.r.t. each token's embedding (L2 norm)."),
+    AttributionMethod("input_x_gradient", input_x_gradient, "Embedding times gradient, summed (signed)."),
+    AttributionMethod("integrated_gradients", integrated_gradients,
+                      "Gradients integrated from the baseline to the input; they sum to the change."),
+    AttributionMethod("occlusion", occlusion, "Replace each unit by the baseline and measure the change.",
+                      erasure=True),
+    AttributionMethod("attention", attention, "Last layer's attention from the predicting position.",
+                      uses_target=False),
+    AttributionMethod("attention_rollout", attention_rollout, "Attention multiplied through all layers.",
+                      uses_target=False),
+    AttributionMethod("context_ablation", context_ablation,
+                      "Random ablations of many units at once, fitted by a sparse linear model.",
+                      erasure=True),
+])
 
 
 def methods() -> list[str]:
     """Names of every attribution method."""
-    return sorted(_METHODS)
-
-
-def get_method(name: str) -> Callable:
-    """The method registered as ``name``; unknown names list the valid ones."""
-    if name not in _METHODS:
-        raise UnknownMethodError("attribution method", name, list(_METHODS))
-    module, func = _METHODS[name].split(":")
-    return getattr(importlib.import_module(module), func)
+    return METHODS.names()

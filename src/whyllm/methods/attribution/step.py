@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
-from whyllm.methods.attribution.engine import Progress
-from whyllm.methods.attribution.explain import _check, _run
 from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
 from whyllm.methods.attribution.inputs import prepare_ids
+from whyllm.methods.attribution.request import AttributionRequest, SampledStep, check_options
+from whyllm.methods.attribution.run import run
 from whyllm.methods.attribution.targets import continuation_target
-from whyllm.methods.generate import DecodingSettings, sampling_distribution
+from whyllm.methods.engine.progress import Progress
+from whyllm.methods.engine.sampling import DecodingSettings, sampling_distribution
 from whyllm.model.base import Model
 from whyllm.results.attribution import AttributionResult
 from whyllm.results.generate import GenerationResult
@@ -32,8 +34,8 @@ def _cand(model: Model, tid: int, lp: Tensor, dist: Tensor) -> dict[str, Any]:
 
 
 def step_distribution(
-    model: Model, ids: list[int], chosen: int, s: DecodingSettings, k: int = 5,
-) -> dict[str, Any]:
+    model: Model, ids: list[int], chosen: int, s: DecodingSettings, step: int, k: int = 5,
+) -> SampledStep:
     """How token ``chosen`` was drawn after ``ids``: kept/cut candidates and the runner-up."""
     with torch.no_grad():
         inp = torch.tensor([ids], device=model.device)  # (1, pos)
@@ -50,13 +52,13 @@ def step_distribution(
     kept_ids = dist.topk(min(k, int((dist > 0).sum()))).indices.tolist()
     cut_ids = lp.masked_fill(dist > 0, float("-inf")).topk(k).indices.tolist() if bool((dist == 0).any()) \
         else []
-    return {
-        **_cand(model, chosen, lp, dist), "temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
-        "greedy": s.is_greedy, "kept": int((dist > 0).sum()), "runner_up": _cand(model, runner, lp, dist),
-        "candidates": [_cand(model, i, lp, dist) for i in kept_ids],
-        "cut_candidates": [_cand(model, i, lp, dist) for i in cut_ids if float(lp[i]) > float("-inf")],
-        "_keep": dist > 0,
-    }
+    return SampledStep(
+        step=step, **_cand(model, chosen, lp, dist), temperature=s.temperature, top_k=s.top_k, top_p=s.top_p,
+        greedy=s.is_greedy, kept=int((dist > 0).sum()), runner_up=_cand(model, runner, lp, dist),
+        candidates=tuple(_cand(model, i, lp, dist) for i in kept_ids),
+        cut_candidates=tuple(_cand(model, i, lp, dist) for i in cut_ids if float(lp[i]) > float("-inf")),
+        keep=dist > 0,
+    )
 
 
 def explain_step(
@@ -64,7 +66,7 @@ def explain_step(
     contrast: bool = True, granularity: str = "token", steps: int | str = 32,
     baseline: str | Tensor = "default",
     faithfulness: bool = True, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
-    max_memory: int | None = None, progress: Progress = None, **method_options: Any,
+    max_memory: int | None = None, progress: Progress | None = None, **method_options: Any,
 ) -> AttributionResult:
     """Explain the token a generation chose at ``step``, under the decoding settings it used.
 
@@ -89,7 +91,7 @@ def explain_step(
             ``False`` explains the chosen token's log-probability under the sampling distribution.
         **method_options: as for :func:`whyllm.explain`.
     """
-    _check(method, steps, method_options)
+    options = check_options(method, steps, method_options)
     if not isinstance(step, int) or not 0 <= step < len(generation.steps):
         last = len(generation.steps) - 1
         raise InputError(f"step {step!r} is out of range; this generation has steps 0..{last}")
@@ -99,18 +101,19 @@ def explain_step(
                          "explain it with the model that generated it")
     s = _settings(generation)
     chosen = generation.steps[step].id
-    info = step_distribution(model, ids, chosen, s)
-    keep = info.pop("_keep")
+    info = step_distribution(model, ids, chosen, s, step)
     temperature = s.temperature if not s.is_greedy else 1.0
     prep = prepare_ids(model, ids, room=1)
-    runner = info["runner_up"]
+    runner = info.runner_up
     if contrast:
-        target = continuation_target(model, prep.n, [chosen], info["token"], foil_ids=[runner["id"]],
+        target = continuation_target(model, prep.n, [chosen], info.token, foil_ids=[runner["id"]],
                                      foil=runner["token"], kind="contrast", temperature=temperature)
     else:
-        target = continuation_target(model, prep.n, [chosen], info["token"], kind="sampled",
-                                     temperature=temperature, keep=None if s.is_greedy else keep)
-    info["step"] = step
-    return _run(model, prep, target, prompt_text=prep.text, method=method, granularity=granularity,
-                steps=steps, baseline=baseline, faithful=faithfulness, fractions=fractions,
-                max_memory=max_memory, progress=progress, options=method_options, step=info)
+        target = continuation_target(model, prep.n, [chosen], info.token, kind="sampled",
+                                     temperature=temperature, keep=None if s.is_greedy else info.keep)
+    request = AttributionRequest(
+        text=prep.text, prep=prep, method=method, target=target, granularity=granularity, baseline=baseline,
+        faithfulness=faithfulness, fractions=tuple(fractions), max_memory=max_memory,
+        options=MappingProxyType(options), step=info,
+    )
+    return run(model, request, progress)

@@ -459,13 +459,6 @@ async function init() {
     for (let l = 0; l < info.n_layers; l++) layerSel.append(el("option", { value: String(l), text: `L${l}` }));
     const methods = info.explain_methods && info.explain_methods.length ? info.explain_methods : ["integrated_gradients"];
     methods.forEach((m) => $("explain-method").append(el("option", { value: m, text: m.replace(/_/g, " ") })));
-    document.querySelectorAll(".panel").forEach((p) => {
-      if (info.available[p.dataset.analysis] === false) {
-        const tab = document.querySelector(`#tabs button[data-tab="${p.id.slice(6)}"]`);
-        tab.classList.add("unavailable"); tab.title = "not available in this whyllm build";
-        p.querySelectorAll("button.run").forEach((b) => { b.classList.add("unavailable-run"); });
-      }
-    });
   } catch (e) { showError(e); }
   document.body.dataset.ready = "1";
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from attr_common import PROMPT
 
-from whyllm.methods.attribution.inputs import baseline_embeddings, prepare
+from tests.helpers.attribution import PROMPT
+from whyllm.methods.attribution.baselines import baseline_embeddings
+from whyllm.methods.attribution.inputs import prepare
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from attr_common import PROMPT
 
+from tests.helpers.attribution import PROMPT
 from whyllm.methods.attribution import explain
 from whyllm.model.hooks import n_hooks
 from whyllm.model.tiny import tiny_model

@@ -5,8 +5,8 @@ import warnings
 
 import pytest
 import torch
-from attr_common import PROMPT
 
+from tests.helpers.attribution import PROMPT
 from whyllm.methods.attribution import explain, explain_step, methods
 from whyllm.methods.generate import generate
 from whyllm.model.base import Model

@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 import torch
-from attr_common import PROMPT
-from test_attr_inputs import CHAT_TEMPLATE
 
+from tests.helpers.attribution import PROMPT
+from tests.unit.methods.attribution.test_attr_inputs import CHAT_TEMPLATE
 from whyllm.errors import InputError, PromptTooLongError, UnknownMethodError
 from whyllm.methods.attribution import evaluate, explain, explain_step, methods
 from whyllm.methods.generate import generate

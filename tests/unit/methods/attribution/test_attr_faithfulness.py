@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from attr_common import PROMPT, reference_logprob
 
+from tests.helpers.attribution import PROMPT, reference_logprob
 from whyllm.methods.attribution import explain
-from whyllm.methods.attribution.inputs import baseline_embeddings
+from whyllm.methods.attribution.baselines import baseline_embeddings
 
 
 def _f_without(model, x, base, mary, tokens):

@@ -5,9 +5,9 @@ import warnings
 
 import pytest
 import torch
-from attr_common import PROMPT, reference_logprob
 from captum.attr import InputXGradient, IntegratedGradients, LayerIntegratedGradients, Saliency
 
+from tests.helpers.attribution import PROMPT, reference_logprob
 from whyllm.errors import InputError
 from whyllm.methods.attribution import explain
 from whyllm.methods.attribution.integrated import gauss_legendre

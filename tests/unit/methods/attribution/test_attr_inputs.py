@@ -1,10 +1,11 @@
 import pytest
 import torch
-from attr_common import PROMPT
 
+from tests.helpers.attribution import PROMPT
 from whyllm.errors import InputError
 from whyllm.methods.attribution.aggregate import make_units, spread, unit_scores, unit_text
-from whyllm.methods.attribution.inputs import baseline_embeddings, extend, prepare, prepare_ids
+from whyllm.methods.attribution.baselines import baseline_embeddings
+from whyllm.methods.attribution.inputs import extend, prepare, prepare_ids
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>\n{{ m['content'] }}\n</{{ m['role'] }}>\n"

@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from attr_common import PROMPT, reference_logprob
 from captum.attr import FeatureAblation, LLMAttribution, TextTokenInput
 
+from tests.helpers.attribution import PROMPT, reference_logprob
 from whyllm.methods.attribution import explain
 from whyllm.methods.attribution.aggregate import make_units
-from whyllm.methods.attribution.inputs import baseline_embeddings, prepare
+from whyllm.methods.attribution.baselines import baseline_embeddings
+from whyllm.methods.attribution.inputs import prepare
 
 RTOL, ATOL = 1e-4, 1e-5
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from attr_common import reference_logprob
 
+from tests.helpers.attribution import reference_logprob
 from whyllm.errors import InputError, PromptTooLongError
 from whyllm.methods.attribution.targets import continuation_target, per_token_target
 

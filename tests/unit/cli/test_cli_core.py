@@ -29,8 +29,11 @@ def tiny_cli(tiny, monkeypatch):
     return asked
 
 
-def _run(*args, input=None):
-    return runner.invoke(app, list(args), input=input)
+def _run(*args, input=None, code=0):
+    """Invoke the CLI; the exit code must be ``code`` (0 by default, 2 for user errors)."""
+    res = runner.invoke(app, list(args), input=input)
+    assert res.exit_code == code, (res.exit_code, res.output)
+    return res
 
 
 def _user_error(result, *needles):
@@ -145,23 +148,23 @@ def test_chat_quits_on_eof(tiny_cli):
     (("chat", "--temperature", "-2"), "temperature"),
 ])
 def test_user_errors(tiny_cli, args, needle):
-    _user_error(_run(*args), needle)
+    _user_error(_run(*args, code=2), needle)
 
 
 def test_bad_options_fail_before_loading(tiny_cli):
-    _run("generate", PROMPT, "--top-p", "2")
-    _run("predict", "")
+    _user_error(_run("generate", PROMPT, "--top-p", "2", code=2), "top_p")
+    _user_error(_run("predict", "", code=2), "empty")
     assert tiny_cli == []
 
 
 def test_missing_model_folder(tmp_path):
     missing = tmp_path / "no" / "such" / "model"
-    _user_error(_run("predict", PROMPT, "--model", str(missing)), "does not exist", str(missing))
+    _user_error(_run("predict", PROMPT, "--model", str(missing), code=2), "does not exist", str(missing))
 
 
 def test_unknown_hub_id_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    _user_error(_run("predict", PROMPT, "--model", "nobody/nothing"), "hf download")
+    _user_error(_run("predict", PROMPT, "--model", "nobody/nothing", code=2), "hf download")
 
 
 def test_corrupt_weights(tiny, tmp_path):
@@ -170,14 +173,14 @@ def test_corrupt_weights(tiny, tmp_path):
     model.hf.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(os.urandom(1000))
-    _user_error(_run("predict", PROMPT, "--model", str(folder)), "model.safetensors", "not a readable")
+    _user_error(_run("predict", PROMPT, "--model", str(folder), code=2), "model.safetensors", "not a readable")
 
 
 def test_corrupt_gguf(tmp_path, monkeypatch):
     monkeypatch.setenv("WHYLLM_CACHE", str(tmp_path / "cache"))
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + os.urandom(500))
-    _user_error(_run("generate", PROMPT, "--model", str(bad)), "GGUF", str(bad))
+    _user_error(_run("generate", PROMPT, "--model", str(bad), code=2), "GGUF", str(bad))
 
 
 def test_pickle_needs_flag(tiny, tmp_path):
@@ -190,7 +193,7 @@ def test_pickle_needs_flag(tiny, tmp_path):
     model.tokenizer.save_pretrained(folder)
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
-    _user_error(_run("predict", PROMPT, "--model", str(folder)), "--allow-pickle")
+    _user_error(_run("predict", PROMPT, "--model", str(folder), code=2), "--allow-pickle")
     res = _run("predict", PROMPT, "--model", str(folder), "--allow-pickle", "--json")
     assert res.exit_code == 0, res.output
     shutil.rmtree(folder)

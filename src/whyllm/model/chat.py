@@ -1,18 +1,16 @@
-"""Conversations: turn a list of messages into a prompt and continue it."""
+"""Conversations as prompts: a list of messages formatted with the model's chat template."""
 
 from __future__ import annotations
 
 import warnings
 
 from whyllm.errors import InputError
-from whyllm.methods.generate import generate
 from whyllm.model.base import Model
-from whyllm.results.generate import GenerationResult
 
-__all__ = ["PLAIN_STOP", "chat_prompt", "chat_reply", "reply_text"]
+__all__ = ["PLAIN_STOP", "ROLES", "chat_prompt", "reply_text"]
 
 PLAIN_STOP = ("\nUser:",)
-_ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant")
 
 
 def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
@@ -24,8 +22,8 @@ def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
     if not messages:
         raise InputError("the conversation is empty; give at least one user message")
     for m in messages:
-        if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
-            raise InputError(f"message {m!r} needs a 'role' in {_ROLES} and text 'content'")
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise InputError(f"message {m!r} needs a 'role' in {ROLES} and text 'content'")
     if not any(m["role"] == "user" and m["content"].strip() for m in messages):
         raise InputError("the conversation has no user message with text; say something to the model")
     if model.has_chat_template:
@@ -38,19 +36,8 @@ def chat_prompt(model: Model, messages: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\nAssistant:"
 
 
-def chat_reply(model: Model, messages: list[dict[str, str]], **settings) -> GenerationResult:
-    """Generate the assistant's next reply to ``messages`` (settings as for :func:`whyllm.generate`).
-
-    The result's ``prompt`` is the full templated conversation; :func:`reply_text` gives the reply
-    as it should be added to the conversation.
-    """
-    prompt = chat_prompt(model, messages)
-    stop = () if model.has_chat_template else PLAIN_STOP
-    return generate(model, prompt, stop=stop, **settings)
-
-
-def reply_text(result: GenerationResult) -> str:
-    """Return the reply of a :func:`chat_reply` result without the transcript's next-turn marker."""
+def reply_text(result) -> str:
+    """The reply of a chat generation (a :class:`~whyllm.GenerationResult`) without the next-turn marker."""
     text = result.text
     for stop in PLAIN_STOP:
         text = text.split(stop)[0]

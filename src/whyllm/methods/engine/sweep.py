@@ -1,81 +1,33 @@
-"""Shared machinery of the internals methods (lens, components, attention, patching, tracing).
+"""Recorded runs, metrics and the batched sweep behind activation patching and causal tracing.
 
-* Token arguments: :func:`token_id` resolves a ``target``/``foil`` text to its first token.
-* Recorded runs: :func:`record` runs the model once and keeps every block's call (the keyword
-  arguments the model passes it: masks, position embeddings) and its input ``resid_pre``, so
-  :func:`run_rows` can later restart the forward pass at any block without recomputing the blocks
-  before it.
-* Metrics: :class:`Metric` reads the logit difference, logit or probability of the target off a
-  final residual stream, computing only the unembedding rows it needs.
+* :func:`record` runs the model once and keeps every block's call (the keyword arguments the model
+  passes it: masks, position embeddings) and its input ``resid_pre``, so :func:`run_rows` can restart
+  the forward pass at any block without recomputing the blocks before it.
+* :class:`Metric` reads the logit difference, logit or probability of the target off a final residual
+  stream through the adapter's read-out, computing only the unembedding rows it needs.
+* :func:`sweep` scores a grid of :class:`Cell` s: each cell puts a source run's activation at one site
+  (layer x position(s), optionally one head) into a base run; rows of all cells join one growing batch
+  at their block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from whyllm.errors import InputError
+from whyllm.methods.engine.progress import Progress, report
 from whyllm.model.base import Model
-from whyllm.model.hooks import capture, intervene, main_tensor, raw_hooks
+from whyllm.model.hooks import capture, intervene, main_tensor
+from whyllm.model.patches import block_calls
 
 __all__ = [
-    "Group",
-    "attention_weights",
-    "Metric",
-    "Recording",
-    "check_index",
-    "default_token",
-    "record",
-    "recovered_share",
-    "replace_at",
-    "resolve_positions",
-    "rows_per_pass",
-    "run_rows",
-    "site_activation",
-    "token_id",
+    "Cell", "Group", "Metric", "Recording", "record", "recovered_share", "replace_at", "rows_per_pass",
+    "run_rows", "site_activation", "site_modules", "sweep",
 ]
-
-Progress = Callable[[int, int], None]
-
-
-def token_id(model: Model, text: str, what: str = "target") -> int:
-    """First token id of ``text`` as a continuation (``" Paris"`` -> id of ``▁Paris``)."""
-    return model.encode_continuation(text, what=what)[0]
-
-
-def default_token(model: Model, logits: Tensor) -> tuple[str, int]:
-    """The most likely next token of a ``(vocab,)`` logit vector, as (text, id)."""
-    i = int(logits.argmax())
-    return model.token_texts([i])[0], i
-
-
-def check_index(value: int, size: int, what: str, plural: str) -> int:
-    """``value`` made non-negative, or :class:`InputError` naming the valid range."""
-    if not isinstance(value, int) or not -size <= value < size:
-        raise InputError(f"{what} {value!r} is out of range; this model has {plural} 0..{size - 1}")
-    return value % size
-
-
-def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...]:
-    """Absolute positions in order, without repeats (negative ones count from the end); all when ``None``."""
-    if positions is None:
-        return tuple(range(n))
-    out: list[int] = []
-    for p in positions:
-        if not isinstance(p, int) or not -n <= p < n:
-            raise InputError(
-                f"position {p!r} is out of range; the prompt has positions 0..{n - 1} (or -{n}..-1)"
-            )
-        if p % n not in out:
-            out.append(p % n)
-    if not out:
-        raise InputError("positions is empty; give at least one position or None for all")
-    return tuple(sorted(out))
 
 
 @dataclass
@@ -88,53 +40,13 @@ class Recording:
         resid: ``n_layers + 1`` tensors ``(batch, pos, d_model)``: ``resid_pre`` of every block, then
             the last block's output.
         sites: extra module outputs/inputs captured by name.
-        logits: the model's real logits at the last position ``(batch, vocab)`` (``None`` if not run).
+        logits: the model's real logits at the last position ``(batch, vocab)``.
     """
 
     calls: list[tuple[tuple, dict]]
     resid: list[Tensor]
     sites: dict[str, Tensor] = field(default_factory=dict)
     logits: Tensor | None = None
-
-
-@contextmanager
-def _block_calls(blocks: Sequence[nn.Module]) -> Iterator[list]:
-    """Record each block's hidden states and the other arguments it is called with."""
-    store: list = [None] * len(blocks)
-
-    def make(i: int) -> Callable:
-        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
-            if args:
-                store[i] = (args[0].detach(), tuple(args[1:]), dict(kwargs))
-            else:
-                rest = {k: v for k, v in kwargs.items() if k != "hidden_states"}
-                store[i] = (kwargs["hidden_states"].detach(), (), rest)
-
-        return hook
-
-    with raw_hooks(blocks, make, pre=True):
-        yield store
-
-
-@contextmanager
-def attention_weights(model: Model, layers: Sequence[int]) -> Iterator[dict[int, Tensor]]:
-    """Record the attention weights ``(batch, head, query, key)`` that eager attention modules return.
-
-    (``output_attentions=True`` would make transformers install permanent hooks on the model.)
-    """
-    store: dict[int, Tensor] = {}
-    mods = [model.adapter.part(layer, "attn") for layer in layers]
-
-    def make(i: int) -> Callable:
-        def hook(mod: nn.Module, args: tuple, output: object) -> None:
-            weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
-            if isinstance(weights, Tensor):
-                store[layers[i]] = weights.detach()
-
-        return hook
-
-    with raw_hooks(mods, make, pre=False):
-        yield store
 
 
 def record(
@@ -158,7 +70,7 @@ def record(
     feed = {"input_ids": ids} if embeds is None else {"inputs_embeds": embeds}
     with (
         torch.no_grad(),
-        _block_calls(ad.blocks) as calls,
+        block_calls(model) as calls,
         capture({"final": ad.blocks[-1], **(sites or {})}) as outs,
         capture(dict(site_inputs or {}), inputs=True) as ins,
     ):
@@ -179,12 +91,18 @@ class Metric:
     target_id: int
     foil_id: int | None = None
 
+    @classmethod
+    def for_tokens(cls, target_id: int, foil_id: int | None) -> Metric:
+        """The logit difference when there is a foil, else the target logit."""
+        return cls("logit_diff" if foil_id is not None else "logit", target_id, foil_id)
+
     def __call__(self, model: Model, final: Tensor) -> Tensor:
         """Score final residuals ``(batch, d_model)`` -> ``(batch,)``."""
         ad = model.adapter
         if self.kind == "prob":  # needs the whole vocabulary: a few rows at a time
-            return torch.cat([self._prob(ad.logits_from_resid(part).float()) for part in final.split(64)])
-        logits = self._rows(model, final).float()  # (batch, 1 or 2)
+            return torch.cat([self._prob(ad.logits_for(part).float()) for part in final.split(64)])
+        ids = [self.target_id] + ([self.foil_id] if self.kind == "logit_diff" else [])
+        logits = ad.logits_for(final, ids).float()  # (batch, 1 or 2)
         return logits[:, 0] - logits[:, 1] if self.kind == "logit_diff" else logits[:, 0]
 
     def _prob(self, logits: Tensor) -> Tensor:
@@ -199,19 +117,6 @@ class Metric:
         if self.kind == "logit_diff":
             return logits[:, self.target_id] - logits[:, self.foil_id]
         return logits[:, self.target_id]
-
-    def _rows(self, model: Model, final: Tensor) -> Tensor:
-        """Soft-capped logits of the target (and foil) only: ``(batch, 1 or 2)``."""
-        ad = model.adapter
-        ids = [self.target_id] + ([self.foil_id] if self.kind == "logit_diff" else [])
-        normed = ad.ln_final(final)  # (batch, d_model)
-        if isinstance(ad.unembed, nn.Linear):
-            bias = ad.unembed.bias[ids] if ad.unembed.bias is not None else None
-            logits = F.linear(normed, ad.unembed.weight[ids], bias)  # (batch, 1 or 2)
-            if ad.softcap:
-                logits = torch.tanh(logits / ad.softcap) * ad.softcap
-            return logits
-        return ad.unembed_normed(normed)[:, ids]
 
 
 @dataclass
@@ -275,18 +180,13 @@ def rows_per_pass(pos: int, max_tokens: int = 16384) -> int:
 
 
 def run_rows(
-    model: Model,
-    rec: Recording,
-    groups: list[Group],
-    metric: Metric,
-    *,
-    max_tokens: int = 16384,
+    model: Model, rec: Recording, groups: list[Group], metric: Metric, *, max_tokens: int = 16384,
     progress: Progress | None = None,
 ) -> list[Tensor]:
     """Score every group's rows, batching groups up to ``max_tokens`` tokens per pass.
 
     A row entering at block ``l`` never runs the blocks before ``l``: its input there is already
-    known (the corrupted run's residual stream, patched). Groups must each fit in one pass
+    known (the base run's residual stream, patched). Groups must each fit in one pass
     (:func:`rows_per_pass`). Returns one ``(rows,)`` tensor per group.
     """
     order = sorted(range(len(groups)), key=lambda i: groups[i].start)
@@ -309,8 +209,7 @@ def run_rows(
             n += k
         done += n
         chunk.clear()
-        if progress is not None:
-            progress(done, total)
+        report(progress, done, total)
 
     for i in order:
         rows = sum(groups[j].x.shape[0] for j in chunk)
@@ -319,6 +218,22 @@ def run_rows(
         chunk.append(i)
     flush()
     return [results[i] for i in range(len(groups))]
+
+
+def site_modules(model: Model, component: str) -> tuple[dict[str, nn.Module], bool]:
+    """The module per layer whose output (or, for heads, input) ``component`` reads; and whether input."""
+    ad = model.adapter
+    name = {"attn_out": "attn_out", "mlp_out": "mlp_out", "head": "attn_o"}[component]
+    return {str(layer): ad.part(layer, name) for layer in range(ad.n_layers)}, component == "head"
+
+
+def record_sites(model: Model, component: str, ids: Tensor | None = None, *,
+                 embeds: Tensor | None = None) -> Recording:
+    """:func:`record` keeping ``component``'s activation at every layer (the residual needs nothing more)."""
+    if component.startswith("resid"):
+        return record(model, ids, embeds=embeds)
+    mods, inputs = site_modules(model, component)
+    return record(model, ids, embeds=embeds, **({"site_inputs": mods} if inputs else {"sites": mods}))
 
 
 def site_activation(rec: Recording, component: str, layer: int) -> Tensor:
@@ -358,3 +273,75 @@ def recovered_share(values: Tensor, m_clean: float, m_corr: float) -> Tensor:
             "pick a corrupted prompt (or a target/foil) for which the model's prediction changes"
         )
     return (values - m_corr) / (m_clean - m_corr) + 0.0  # + 0.0: no negative zeros
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One site of a sweep: where its score goes and what it patches.
+
+    Attributes:
+        index: the cell's index in the result grid (layer index first).
+        layer: the layer patched.
+        positions: position patched (a 0-d tensor) or positions patched together (``(n,)``).
+        head: the head patched (component ``head``), else ``None``.
+    """
+
+    index: tuple[int, ...]
+    layer: int
+    positions: Tensor
+    head: int | None = None
+
+
+def _groups(model: Model, component: str, cells: Sequence[Cell], src: Recording, base: Recording,
+            copies: int, max_tokens: int) -> tuple[list[Group], list[list[tuple[int, ...]]]]:
+    """One group of rows per (layer, chunk of cells); each cell is ``copies`` rows of the base batch."""
+    cap = max(1, rows_per_pass(base.resid[0].shape[1], max_tokens) // copies)
+    mods = {} if component.startswith("resid") else site_modules(model, component)[0]
+    by_layer: dict[int, list[Cell]] = {}
+    for c in cells:
+        by_layer.setdefault(c.layer, []).append(c)
+    groups, owners = [], []
+    for layer, live in by_layer.items():
+        source, target = site_activation(src, component, layer), site_activation(base, component, layer)
+        for k in range(0, len(live), cap):
+            part = live[k : k + cap]
+            pos = torch.stack([c.positions for c in part]).to(source.device)  # (cells,) or (cells, n)
+            pos = pos.repeat_interleave(copies, dim=0)  # (rows, ...)
+            heads = None
+            if component == "head":
+                heads = torch.tensor([c.head for c in part], device=source.device).repeat_interleave(copies)
+            fn = replace_at(source[0], pos, heads, model.adapter.n_heads)
+            if component.startswith("resid"):
+                start = layer + (component == "resid_post")
+                groups.append(Group(start, fn(target.repeat(len(part), 1, 1))))
+            else:
+                x = base.resid[layer].repeat(len(part), 1, 1)  # (rows, pos, d_model)
+                groups.append(Group(layer, x, (mods[str(layer)], fn), component == "head"))
+            owners.append([c.index for c in part])
+    return groups, owners
+
+
+def sweep(
+    model: Model, component: str, cells: Sequence[Cell], src: Recording, base: Recording, metric: Metric,
+    grid: Tensor, *, copies: int = 1, max_tokens: int = 16384, progress: Progress | None = None,
+) -> Tensor:
+    """Score every cell into ``grid`` (cells not given keep their value) and return it.
+
+    Args:
+        model: the model.
+        component: ``resid_pre``, ``resid_post``, ``attn_out``, ``mlp_out`` or ``head``.
+        cells: the sites to patch; leave out those that cannot change the output.
+        src: the run whose activations are patched in (batch 1).
+        base: the run patched into; its batch is ``copies`` rows (e.g. noise samples).
+        metric: the score of a patched run, averaged over the ``copies`` rows.
+        grid: the result grid, pre-filled with the base run's score.
+        copies: rows of ``base`` per cell.
+        max_tokens: tokens per batched pass (memory bound).
+        progress: called as ``progress(rows_done, rows_total)``.
+    """
+    groups, owners = _groups(model, component, cells, src, base, copies, max_tokens)
+    for idx, v in zip(owners, run_rows(model, base, groups, metric, max_tokens=max_tokens, progress=progress),
+                      strict=True):
+        for cell, x in zip(idx, v.reshape(-1, copies).mean(1).tolist(), strict=True):
+            grid[cell] = x
+    return grid

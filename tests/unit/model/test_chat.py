@@ -7,8 +7,9 @@ import copy
 import pytest
 
 from whyllm.errors import InputError
-from whyllm.methods.chat import chat_prompt, chat_reply, reply_text
+from whyllm.methods.generate import chat_reply
 from whyllm.model.base import Model
+from whyllm.model.chat import chat_prompt, reply_text
 from whyllm.model.hooks import n_hooks
 from whyllm.results.generate import GenerationResult
 
