@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from whyllm.errors import WhyllmError
+from whyllm.files import check_writable
 from whyllm.methods.engine.progress import Progress
 from whyllm.model import load as load_mod
 from whyllm.model.base import Model, check_prompt
@@ -87,9 +87,12 @@ class Run:
     png: Path | None = None
 
     def load(self, *prompts: object) -> Model:
-        """Check ``prompts`` (cheap), then load the model named on the command line (status on stderr)."""
+        """Check ``prompts`` and the output paths (cheap), then load the model (status on stderr)."""
         for p in prompts:
             check_prompt(p)
+        for path, what in ((self.html, "HTML report"), (self.png, "PNG image")):
+            if path is not None:
+                check_writable(path, what)
         _show_library_notes()
         with err_console.status("loading model…"):
             return load_mod.load_model(self.model, dtype=self.dtype, device=self.device,
@@ -110,7 +113,7 @@ class Run:
 
             save_png(result, self.png)
         if self.json:
-            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, allow_nan=False) + "\n")
+            sys.stdout.write(result.to_json(indent=None) + "\n")
         elif show:
             out_console.print(result)
 

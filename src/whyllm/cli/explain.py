@@ -66,8 +66,15 @@ def read_prompts(path: Path) -> list[str | dict]:
     """Prompts from a file: one per line, or JSON objects ``{"prompt", "target"?, "foil"?}`` per line."""
     if not path.is_file():
         raise InputError(f"prompt file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"prompt file {str(path)!r} is not UTF-8 text (byte {e.start} is "
+                         f"{e.object[e.start]:#04x}); give a text file with one prompt per line") from None
+    except OSError as e:
+        raise InputError(f"cannot read prompt file {str(path)!r}: {e.strerror or e}") from None
     prompts: list[str | dict] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if line.lstrip().startswith("{"):
@@ -90,7 +97,10 @@ def evaluate(
     granularity: GranularityOpt = "token", steps: StepsOpt = "32", baseline: BaselineOpt = "default",
 ) -> None:
     """Rank attribution methods by faithfulness on the prompts of PROMPT_FILE (one per line or JSON lines)."""
-    names = [s.strip() for s in methods.split(",") if s.strip()] if methods else None
+    names = None if methods is None else [s.strip() for s in methods.split(",") if s.strip()]
+    if names == []:
+        raise InputError(f"--methods names no method ({methods!r}); give comma-separated names, e.g. "
+                         "occlusion,saliency, or leave it out for all")
     for name in names or []:
         METHODS[name]
     n_steps = _steps(steps)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
+from whyllm.methods.engine.limits import MAX_SAMPLES, require_memory
 from whyllm.methods.engine.progress import Progress, report
 from whyllm.methods.engine.sampling import DecodingSettings, cut_logits, sampling_distribution
 from whyllm.model.base import Model
@@ -98,7 +99,15 @@ def _run(
     progress: Progress | None = None,
 ) -> tuple[Tensor, list[list[Step]], list[str]]:
     """Decode ``n`` rows in one batch; return prompt ids, each row's steps and stop reasons."""
+    ad = model.adapter
+    for value, what in ((alternatives, "alternatives"), (s.top_k, "top_k")):
+        if value is not None and value > ad.d_vocab:
+            raise InputError(f"{what} is {value} but {model.name} has {ad.d_vocab} tokens; give at most that")
     ids = model.encode(prompt, room=s.max_new_tokens)  # (1, pos)
+    tokens = n * (ids.shape[1] + s.max_new_tokens)
+    cache = tokens * ad.n_layers * 2 * ad.n_kv_heads * ad.d_head * ad.embed.weight.element_size()
+    require_memory(cache + 3 * n * ad.d_vocab * 4, f"generating {n} row(s) of {s.max_new_tokens} tokens",
+                   "draw fewer samples or fewer tokens", model.device)
     gens = [torch.Generator(device="cpu").manual_seed(s.seed + r) for r in range(n)]
     eos, decode = _eos_ids(model), _Decoder(model)
     steps: list[list[Step]] = [[] for _ in range(n)]
@@ -147,8 +156,10 @@ def _ends_with_stop(model: Model, steps: list[Step], stops: tuple[str, ...]) -> 
 def _settings(max_new_tokens, temperature, top_k, top_p, greedy, seed, alternatives=5) -> DecodingSettings:
     if isinstance(alternatives, bool) or not isinstance(alternatives, int) or alternatives < 1:
         raise InputError(f"alternatives must be an integer >= 1, got {alternatives!r}")
-    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
-    return DecodingSettings(max_new_tokens, float(temperature), top_k, top_p, bool(greedy), seed)
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    if isinstance(temperature, int) and not isinstance(temperature, bool):
+        temperature = float(temperature)  # settings record a float
+    return DecodingSettings(max_new_tokens, temperature, top_k, top_p, bool(greedy), seed)
 
 
 def _result(model: Model, prompt: str, ids: Tensor, steps: list[Step], stop: str, s: DecodingSettings,
@@ -208,8 +219,8 @@ def sample(
         InputError: ``n`` < 1, an empty prompt or an invalid setting.
 
     """
-    if not isinstance(n, int) or n < 1:
-        raise InputError(f"the number of samples must be an integer >= 1, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
+        raise InputError(f"the number of samples must be an integer from 1 to {MAX_SAMPLES}, got {n!r}")
     s = _settings(max_new_tokens, temperature, top_k, top_p, False, seed, alternatives)
     ids, steps, stops = _run(model, prompt, s, n, alternatives, on_step, progress=progress)
     samples = tuple(_result(model, prompt, ids, steps[r], stops[r], s, r) for r in range(n))

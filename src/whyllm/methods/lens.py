@@ -75,7 +75,7 @@ def logit_lens(
     Returns:
         A :class:`LensResult` with ``n_layers + 1`` rows, embeddings first.
     """
-    check_int(top_k, "top_k")
+    check_int(top_k, "top_k", maximum=model.adapter.d_vocab)
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
     tid = token_id(model, target) if target is not None else None

@@ -57,7 +57,7 @@ def predict(model: Model, prompt: str, *, target: str | None = None, top_k: int 
         top_k: how many candidates to list.
 
     """
-    check_int(top_k, "top_k")
+    check_int(top_k, "top_k", maximum=model.adapter.d_vocab)
     ids = model.encode(prompt)  # (1, pos)
     score = None
     if target is not None:

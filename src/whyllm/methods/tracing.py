@@ -15,6 +15,7 @@ import torch
 
 from whyllm.errors import InputError, UnknownMethodError
 from whyllm.methods.engine.args import check_int, resolve_positions, select, target_and_foil
+from whyllm.methods.engine.limits import MAX_SAMPLES, check_finite, check_seed, require_memory
 from whyllm.methods.engine.progress import Progress
 from whyllm.methods.engine.sweep import Cell, Metric, Recording, record_sites, recovered_share, sweep
 from whyllm.model.base import Model
@@ -95,12 +96,18 @@ def causal_trace(
     """
     if component not in TRACE_COMPONENTS:
         raise UnknownMethodError("causal tracing component", component, list(TRACE_COMPONENTS))
-    check_int(samples, "samples")
+    check_int(samples, "samples", maximum=MAX_SAMPLES)
+    check_seed(seed)
+    if noise is not None:
+        check_finite(noise, "noise", low=0, low_open=True)
     ad = model.adapter
     subj = subject_positions(model, prompt, subject)
     lays = select(layers, ad.n_layers, "layer", "layers")
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
+    # the noised run is recorded at every block: samples x pos x d_model floats per layer
+    need = samples * ids.shape[1] * ad.d_model * 4 * (ad.n_layers + 3)
+    require_memory(need, f"causal tracing with {samples} noise samples", "use fewer samples", model.device)
     scale = 3 * embedding_std(model) if noise is None else float(noise)
     clean = record_sites(model, component, ids)
     tid, _ = target_and_foil(model, target, None, clean.logits[0])

@@ -10,13 +10,29 @@ from torch import Tensor
 from whyllm.errors import InputError, PromptTooLongError
 from whyllm.model.adapter import ModelAdapter
 
-__all__ = ["Model", "check_prompt"]
+__all__ = ["Model", "check_prompt", "check_text"]
+
+def check_text(text: object, what: str = "text") -> str:
+    """Return ``text`` if it is a string of valid Unicode; else :class:`InputError` naming the position.
+
+    Lone surrogates (code points U+D800..U+DFFF, e.g. from undecodable bytes on a command line) cannot
+    be encoded as UTF-8, so no tokenizer can read them.
+    """
+    if not isinstance(text, str):
+        raise InputError(f"the {what} must be text, got {type(text).__name__} {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(f"the {what} is not valid Unicode: character {e.start} is a lone surrogate "
+                         f"({text[e.start]!r}); give text that can be written as UTF-8") from None
+    return text
+
 
 def check_prompt(prompt: object, what: str = "prompt") -> str:
-    """Return ``prompt`` if it is non-blank text; else raise :class:`InputError` (cheap, before loading)."""
+    """Return ``prompt`` if it is non-blank, valid text; else :class:`InputError` (cheap, before loading)."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError(f"the {what} is empty ({prompt!r}); give some text for the model to continue")
-    return prompt
+    return check_text(prompt, what)
 
 
 @dataclass(eq=False)
@@ -78,6 +94,7 @@ class Model:
         """
         if not isinstance(text, str) or text == "":
             raise InputError(f"the {what} is empty ({text!r}); give the text the model should continue with")
+        check_text(text, what)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         unk = getattr(self.tokenizer, "unk_token_id", None)
         if not ids or (unk is not None and unk in ids):

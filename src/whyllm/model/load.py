@@ -36,12 +36,18 @@ _TOKENIZER_FILES = (
 
 
 def _resolve_device(device: str) -> str:
-    if not isinstance(device, str) or device.split(":")[0] not in ("cpu", "cuda", "auto", "mps"):
+    kind, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if kind not in ("cpu", "cuda", "auto", "mps") or (index and (kind != "cuda" or not index.isdigit())):
         raise InputError(f"device {device!r} is not supported; use cpu, cuda, cuda:N or auto")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device {device!r} was asked for but no CUDA GPU is available; use cpu")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ModelLoadError(f"device {device!r} does not exist; this machine has GPUs cuda:0..cuda:{n - 1}")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {device!r} was asked for but Apple's MPS is not available; use cpu")
     return device
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from whyllm.files import write_atomic
 from whyllm.render import dispatch
 from whyllm.render.text import prob_rgba, shorten, signed_rgba, visible
 from whyllm.results.attribution import AttributionResult
@@ -102,7 +103,9 @@ def save_png(result: Any, path: str | Path, *, dpi: int = 150) -> Path:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
         warnings.filterwarnings("ignore", message=r".*tight_layout.*", category=UserWarning)
-        dispatch.figure(result).savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", format="png")
+        fig = dispatch.figure(result)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", facecolor="white",
+                                                   format="png"), "PNG image")
     return Path(path)
 
 

@@ -8,12 +8,14 @@ document back. Views come from :mod:`whyllm.render` (imported lazily there, neve
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from whyllm._version import __version__
 from whyllm.errors import InputError
+from whyllm.files import write_atomic
 
 __all__ = ["SCHEMA_VERSION", "Result", "meta"]
 
@@ -24,6 +26,17 @@ def meta(model: Any, method: str, **params: Any) -> dict[str, Any]:
     """Provenance stored on every result: model name, method, parameters and whyllm version."""
     name = getattr(model, "name", model)
     return {"model": str(name), "method": method, "params": params, "whyllm_version": __version__}
+
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats (which JSON cannot hold) become ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 class Result:
@@ -56,10 +69,17 @@ class Result:
         return cls._from_doc({k: v for k, v in doc.items() if k not in ("schema_version", "kind")})
 
     def to_json(self, path: str | Path | None = None, *, indent: int | None = 2) -> str:
-        """JSON text of :meth:`to_dict`; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+        """JSON text of :meth:`to_dict` (NaN and infinities, which JSON cannot hold, as ``null``).
+
+        Also written to ``path`` when given.
+        """
+        doc = self.to_dict()
+        try:
+            text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # a non-finite float somewhere (rare)
+            text = json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            write_atomic(path, text, "JSON document")
         return text
 
     def to_dataframe(self):  # -> pandas.DataFrame
@@ -68,7 +88,8 @@ class Result:
 
     def to_parquet(self, path: str | Path) -> None:
         """Write :meth:`to_dataframe` as Parquet (needs pyarrow)."""
-        self.to_dataframe().to_parquet(path, index=False)
+        frame = self.to_dataframe()
+        write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False), "Parquet file")
 
     def __rich__(self):
         from whyllm.render import dispatch  # views import results: imported on first use
@@ -86,5 +107,5 @@ class Result:
 
         text = page(self)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            write_atomic(path, text, "HTML report")
         return text

@@ -8,10 +8,9 @@ time on the :class:`~whyllm.server.worker.Worker`; a client that disconnects can
 """
 
 import asyncio
-import json
 import logging
-import math
 import secrets
+import time
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -60,6 +59,7 @@ _ERRORS = {
     413: {"description": "Body over the size limit."},
     422: {"description": "Parameters outside their limits or the model's ranges."},
     429: {"description": "Busy: the queue is full; retry shortly."},
+    504: {"description": "The job ran past the server's time limit and was cancelled."},
 }
 
 _NEED_TOKEN = """<!doctype html><html><head><meta charset="utf-8"><title>whyllm: token needed</title></head>
@@ -67,27 +67,9 @@ _NEED_TOKEN = """<!doctype html><html><head><meta charset="utf-8"><title>whyllm:
 printed (it ends in <code>?token=...</code>).</p></body></html>"""
 
 
-def _finite(value: Any) -> Any:
-    """Non-finite floats (which JSON cannot hold) become ``None``."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def encode(result: Any, fmt: str) -> bytes:
     """Serialise a result: its JSON document, or its self-contained HTML report."""
-    if fmt == "html":
-        return result.to_html().encode()
-    doc = result.to_dict()
-    try:
-        text = json.dumps(doc, ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(doc), ensure_ascii=False, allow_nan=False)
-    return text.encode()
+    return (result.to_html() if fmt == "html" else result.to_json(indent=None)).encode()
 
 
 def _error(status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -127,6 +109,10 @@ def _install_handlers(app: FastAPI) -> None:
     async def busy(_: Request, exc: Busy) -> JSONResponse:
         return _error(429, "Busy", str(exc), {"retry-after": "1"})
 
+    @app.exception_handler(TimedOut)
+    async def timed_out(_: Request, exc: TimedOut) -> JSONResponse:
+        return _error(504, "TimedOut", str(exc))
+
     @app.exception_handler(Cancelled)
     async def cancelled(_: Request, exc: Cancelled) -> JSONResponse:
         return _error(503, "Cancelled", str(exc))
@@ -136,8 +122,12 @@ def _install_handlers(app: FastAPI) -> None:
         return _error(exc.status_code, "HTTPError", str(exc.detail), getattr(exc, "headers", None))
 
 
-async def _wait(request: Request, job: Job) -> Any:
-    """Await the job; cancel it if the client disconnects (or this handler is cancelled)."""
+class TimedOut(Exception):
+    """A job ran longer than the server's limit and was cancelled (answered with 504)."""
+
+
+async def _wait(request: Request, job: Job, limit: float) -> Any:
+    """Await the job; cancel it if the client leaves, this handler is cancelled, or it runs past ``limit``."""
     future = asyncio.wrap_future(job.future)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never "exception not retrieved"
     try:
@@ -145,6 +135,10 @@ async def _wait(request: Request, job: Job) -> Any:
             done, _ = await asyncio.wait({future}, timeout=0.1)
             if done:
                 return future.result()
+            if job.started is not None and time.monotonic() - job.started > limit:
+                job.cancel()
+                raise TimedOut(f"the {job.kind} job ran longer than the server's limit of {limit:g} s and "
+                               "was cancelled; ask for less (a shorter prompt, fewer steps or samples)")
             if await request.is_disconnected():
                 job.cancel()
                 log.info("client went away: cancelled %s job %s", job.kind, job.id)
@@ -172,7 +166,7 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
                        fmt: Literal["json", "html"] = Query("json", alias="format")) -> Response:
         job = _job(app.state.model, body, fmt)
         app.state.worker.submit(job)
-        content = await _wait(request, job)
+        content = await _wait(request, job, app.state.limits.job_seconds)
         if content is None:  # nobody is listening any more
             return _error(499, "ClientClosedRequest", "the client disconnected; the job was cancelled")
         if fmt == "html":

@@ -61,6 +61,7 @@ class Limits:
     generic_int: int = 4096  # integers of requests made from a signature
     generic_list: int = 256  # and their lists
     body_bytes: int = 64 * 1024
+    job_seconds: float = 600.0  # a job running longer is cancelled (answered 504)
 
 
 LIMITS = Limits()

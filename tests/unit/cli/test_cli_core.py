@@ -136,7 +136,7 @@ def test_chat_quits_on_eof(tiny_cli):
     (("generate", ""), "empty"),
     (("predict", "one two " * 200), "accepts at most 128"),
     (("generate", "one two " * 200), "accepts at most 128"),
-    (("generate", PROMPT, "--temperature", "-1"), "temperature must be >= 0"),
+    (("generate", PROMPT, "--temperature", "-1"), "temperature must be a finite number"),
     (("generate", PROMPT, "--top-p", "0"), "top_p must be in (0, 1]"),
     (("generate", PROMPT, "--top-p", "1.5"), "top_p must be in (0, 1]"),
     (("generate", PROMPT, "--top-k", "0"), "top_k must be an integer >= 1"),
@@ -173,7 +173,8 @@ def test_corrupt_weights(tiny, tmp_path):
     model.hf.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     (folder / "model.safetensors").write_bytes(os.urandom(1000))
-    _user_error(_run("predict", PROMPT, "--model", str(folder), code=2), "model.safetensors", "not a readable")
+    res = _run("predict", PROMPT, "--model", str(folder), code=2)
+    _user_error(res, "model.safetensors", "not a readable")
 
 
 def test_corrupt_gguf(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from whyllm.errors import InputError
 from whyllm.methods.attribution.inputs import Prepared
-from whyllm.model.base import Model
+from whyllm.model.base import Model, check_text
 
 __all__ = ["ERASURE_BASELINE", "baseline_embeddings", "resolve"]
 
@@ -53,7 +53,7 @@ def _token_id(model: Model, name: str) -> int | None:
         return _default_token(model)
     if name in ("pad", "unk", "eos", "bos", "mask"):
         return getattr(model.tokenizer, f"{name}_token_id", None)
-    ids = model.tokenizer(name, add_special_tokens=False)["input_ids"]
+    ids = model.tokenizer(check_text(name, "baseline token"), add_special_tokens=False)["input_ids"]
     if len(ids) != 1:
         raise InputError(f"baseline token {name!r} is {len(ids)} tokens for {model.name} ({ids}); "
                          "give one token, 'pad', 'unk', 'mask', 'zero' or a tensor")

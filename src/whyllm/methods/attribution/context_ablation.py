@@ -16,6 +16,7 @@ import torch
 from whyllm.errors import InputError
 from whyllm.methods.attribution.aggregate import unit_mask
 from whyllm.methods.attribution.engine import Job, MethodOutput, masked_scores
+from whyllm.methods.engine.limits import MAX_SAMPLES, check_seed
 
 __all__ = ["context_ablation", "lasso"]
 
@@ -61,9 +62,10 @@ def context_ablation(
         alpha: L1 penalty of the Lasso fit (in target units).
         seed: random seed of the ablation patterns.
     """
-    if not isinstance(samples, int) or samples < 2:
-        raise InputError(f"samples must be an integer >= 2, got {samples!r}")
-    if not 0 < keep_prob < 1:
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 2 <= samples <= MAX_SAMPLES:
+        raise InputError(f"samples must be an integer from 2 to {MAX_SAMPLES}, got {samples!r}")
+    check_seed(seed)
+    if not (isinstance(keep_prob, float | int) and 0 < keep_prob < 1):
         raise InputError(f"keep_prob must be in (0, 1), got {keep_prob!r}")
     n_units, n = len(job.units), job.x.shape[1]
     gen = torch.Generator().manual_seed(int(seed))

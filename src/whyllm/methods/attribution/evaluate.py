@@ -66,7 +66,9 @@ def evaluate(
     The ranking orders methods by the mean of their ranks on mean comprehensiveness (higher is
     better), sufficiency (lower) and deletion AUC (lower).
     """
-    names = list(methods) if methods else METHODS.names()
+    if methods is not None and not list(methods):
+        raise InputError("methods is empty; name at least one attribution method, or None for all")
+    names = list(methods) if methods is not None else METHODS.names()
     for name in names:
         METHODS[name]  # unknown names fail before any run
     items = _items(prompts)

@@ -25,6 +25,7 @@ from torch import Tensor
 from whyllm.errors import InputError
 from whyllm.methods.attribution.engine import Job, MethodOutput, rows_per_chunk
 from whyllm.methods.attribution.gradients import row_grads
+from whyllm.methods.engine.limits import MAX_STEPS
 from whyllm.methods.engine.progress import report
 from whyllm.model.patches import frozen
 
@@ -131,12 +132,13 @@ def integrated_gradients(
     """
     if steps == "auto":
         least = _PANEL * _START_PANELS
-        if not 0 < tolerance < 1 or not isinstance(max_steps, int) or max_steps < least:
-            raise InputError(f"steps='auto' needs 0 < tolerance < 1 and max_steps >= {least}; "
+        if not (isinstance(tolerance, float | int) and 0 < tolerance < 1) or isinstance(max_steps, bool) \
+                or not isinstance(max_steps, int) or not least <= max_steps <= MAX_STEPS:
+            raise InputError(f"steps='auto' needs 0 < tolerance < 1 and {least} <= max_steps <= {MAX_STEPS}; "
                              f"got tolerance={tolerance!r}, max_steps={max_steps!r}")
         attr, n, extras = _adaptive(job, tolerance, max_steps)
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InputError(f"steps must be an integer >= 1 or 'auto', got {steps!r}")
+    elif isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"steps must be an integer from 1 to {MAX_STEPS} or 'auto', got {steps!r}")
     else:
         attr, n, extras = _fixed(job, steps)
     err = _error(job, attr)

@@ -18,6 +18,7 @@ from whyllm.methods.attribution.faithfulness import DEFAULT_FRACTIONS
 from whyllm.methods.attribution.inputs import Prepared, extend, prepare
 from whyllm.methods.attribution.registry import METHODS, AttributionMethod
 from whyllm.methods.attribution.targets import Target, continuation_target, per_token_target
+from whyllm.methods.engine.limits import MAX_STEPS
 from whyllm.model.base import Model
 from whyllm.results.generate import GenerationResult
 
@@ -117,8 +118,9 @@ class AttributionRequest:
 def check_options(method: str, steps: object, options: Mapping[str, Any]) -> dict[str, Any]:
     """The method's options, with ``steps`` added when the method takes it; unknown options refused."""
     entry = METHODS[method]
-    if steps != "auto" and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise InputError(f"steps must be an integer >= 1 or 'auto', got {steps!r}")
+    bad = isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS
+    if steps != "auto" and bad:
+        raise InputError(f"steps must be an integer from 1 to {MAX_STEPS} or 'auto', got {steps!r}")
     valid = entry.options
     unknown = sorted(set(options) - set(valid))
     if unknown:

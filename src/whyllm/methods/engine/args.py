@@ -18,11 +18,13 @@ __all__ = [
 ]
 
 
-def check_int(value: object, what: str, *, minimum: int = 1) -> int:
-    """``value`` if it is an integer >= ``minimum``; else :class:`InputError`."""
+def check_int(value: object, what: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """``value`` if it is an integer in ``minimum..maximum``; else :class:`InputError`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise InputError(f"{what} must be {kind}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InputError(f"{what} must be at most {maximum}, got {value!r}")
     return value
 
 

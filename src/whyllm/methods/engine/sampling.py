@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
+from whyllm.methods.engine.limits import MAX_TEMPERATURE, check_seed
 
 __all__ = ["DecodingSettings", "cut_logits", "sampling_distribution"]
 
@@ -23,8 +24,8 @@ class DecodingSettings:
     """Validated decoding settings; ``greedy`` (or temperature 0) takes the most likely token.
 
     Raises:
-        InputError: ``max_new_tokens`` < 1, ``temperature`` < 0 (or not finite), ``top_k`` < 1, or
-            ``top_p`` outside (0, 1].
+        InputError: ``max_new_tokens`` < 1, ``temperature`` outside ``[0, MAX_TEMPERATURE]`` (or not
+            finite), ``top_k`` < 1, ``top_p`` outside (0, 1], or ``seed`` outside ``0..MAX_SEED``.
 
     """
 
@@ -40,16 +41,19 @@ class DecodingSettings:
                 or self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not isinstance(self.temperature, int | float) or not math.isfinite(self.temperature) \
-                or self.temperature < 0:
+                or not 0 <= self.temperature <= MAX_TEMPERATURE:
             raise InputError(
-                f"temperature must be >= 0, got {self.temperature!r}; use 0 or --greedy for greedy decoding"
+                f"temperature must be a finite number from 0 to {MAX_TEMPERATURE:g}, got "
+                f"{self.temperature!r}; use 0 or --greedy for greedy decoding"
             )
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
             raise InputError(
                 f"top_k must be an integer >= 1, got {self.top_k!r}; leave it unset to keep every token"
             )
-        if self.top_p is not None and not 0 < self.top_p <= 1:
+        if self.top_p is not None and not (isinstance(self.top_p, int | float) and 0 < self.top_p <= 1):
             raise InputError(f"top_p must be in (0, 1], got {self.top_p!r}; 1 keeps every token")
+        if self.seed is not None:
+            check_seed(self.seed)
 
     @property
     def is_greedy(self) -> bool:
