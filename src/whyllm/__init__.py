@@ -33,6 +33,9 @@ from whyllm.results.attribution import AttributionResult, EvaluationResult  # no
 from whyllm.results.generate import GenerationResult, SamplesResult, Step  # noqa: E402
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult  # noqa: E402
 from whyllm.results.predict import Candidate, PredictResult, TargetScore  # noqa: E402
+from whyllm.results.training import EmergeResult, TrainResult  # noqa: E402
+from whyllm.training.emerge import emerge  # noqa: E402
+from whyllm.training.train import train  # noqa: E402
 
 __all__ = [
     "AttentionResult",
@@ -41,6 +44,7 @@ __all__ = [
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "EmergeResult",
     "EvaluationResult",
     "GenerationResult",
     "InputError",
@@ -55,6 +59,7 @@ __all__ = [
     "SamplesResult",
     "Step",
     "TargetScore",
+    "TrainResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
@@ -67,6 +72,7 @@ __all__ = [
     "chat_reply",
     "compare_patching",
     "components",
+    "emerge",
     "evaluate",
     "explain",
     "explain_step",
@@ -78,4 +84,5 @@ __all__ = [
     "reply_text",
     "sample",
     "sampling_distribution",
+    "train",
 ]

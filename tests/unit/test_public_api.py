@@ -16,6 +16,7 @@ EXPECTED = [
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "EmergeResult",
     "EvaluationResult",
     "GenerationResult",
     "InputError",
@@ -30,6 +31,7 @@ EXPECTED = [
     "SamplesResult",
     "Step",
     "TargetScore",
+    "TrainResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
@@ -42,6 +44,7 @@ EXPECTED = [
     "chat_reply",
     "compare_patching",
     "components",
+    "emerge",
     "evaluate",
     "explain",
     "explain_step",
@@ -53,6 +56,7 @@ EXPECTED = [
     "reply_text",
     "sample",
     "sampling_distribution",
+    "train",
 ]
 
 

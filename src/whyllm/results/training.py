@@ -1,4 +1,4 @@
-"""Results of training from scratch (:class:`TrainResult`) and of emergence analyses (``EmergeResult``)."""
+"""Results of training from scratch (:class:`TrainResult`) and of emergence (:class:`EmergeResult`)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from typing import Any, ClassVar
 
 from whyllm.results.base import Result
 
-__all__ = ["FRONTIER", "TrainResult"]
+__all__ = ["FRONTIER", "EmergeResult", "TrainResult"]
 
 # A frontier-scale training run for scale: 6 * parameters * tokens, as for the runs trained here.
 FRONTIER: dict[str, Any] = {
-    "name": "Llama 3.1 405B", "parameters": 405e9, "tokens": 15.6e12, "flops": 3.8e25,
+    "name": "Llama 3.1 405B",
+    "parameters": 405e9,
+    "tokens": 15.6e12,
+    "flops": 3.8e25,
     "source": "Meta, The Llama 3 Herd of Models (2024): 3.8e25 FLOPs",
 }
 
@@ -83,11 +86,30 @@ class TrainResult(Result):
         return self.checkpoint_s / self.wall_s if self.wall_s else 0.0
 
     def _doc(self) -> dict[str, Any]:
-        doc = {k: getattr(self, k) for k in (
-            "run_dir", "task", "preset", "family", "n_params", "steps", "completed_steps", "resumed_from",
-            "batch_size", "seq_len", "tokens", "frontier", "meta")}
-        doc.update({k: _r(getattr(self, k), 4) for k in (
-            "tokens_per_s", "wall_s", "train_s", "checkpoint_s", "eval_s")})
+        doc = {
+            k: getattr(self, k)
+            for k in (
+                "run_dir",
+                "task",
+                "preset",
+                "family",
+                "n_params",
+                "steps",
+                "completed_steps",
+                "resumed_from",
+                "batch_size",
+                "seq_len",
+                "tokens",
+                "frontier",
+                "meta",
+            )
+        }
+        doc.update(
+            {
+                k: _r(getattr(self, k), 4)
+                for k in ("tokens_per_s", "wall_s", "train_s", "checkpoint_s", "eval_s")
+            }
+        )
         doc["flops"] = float(f"{self.flops:.6g}")
         doc["frontier_share"] = float(f"{self.frontier_share:.6g}")
         doc["train_loss"] = [_r(x) for x in self.train_loss]
@@ -98,8 +120,14 @@ class TrainResult(Result):
     @classmethod
     def _from_doc(cls, d: dict[str, Any]) -> TrainResult:
         d = {k: v for k, v in d.items() if k != "frontier_share"}
-        return cls(**{**d, "train_loss": tuple(d["train_loss"]), "evals": tuple(d["evals"]),
-                      "checkpoints": tuple(d["checkpoints"])})
+        return cls(
+            **{
+                **d,
+                "train_loss": tuple(d["train_loss"]),
+                "evals": tuple(d["evals"]),
+                "checkpoints": tuple(d["checkpoints"]),
+            }
+        )
 
     def to_dataframe(self):
         """One row per step: training loss, and the held-out figures at checkpoint steps."""
@@ -108,5 +136,167 @@ class TrainResult(Result):
         rows = {s: {"step": s, "train_loss": loss} for s, loss in enumerate(self.train_loss, 1)}
         for e in self.evals:
             rows.setdefault(e["step"], {"step": e["step"], "train_loss": None}).update(
-                {f"eval_{k}": v for k, v in e.items() if k != "step"})
+                {f"eval_{k}": v for k, v in e.items() if k != "step"}
+            )
         return pd.DataFrame([rows[s] for s in sorted(rows)])
+
+
+_FIGURES = ("loss", "accuracy", "in_context_loss", "in_context_accuracy", "target_prob")
+
+
+@dataclass(frozen=True, eq=False)
+class EmergeResult(Result):
+    """How a prediction emerged over the checkpoints of a training run.
+
+    Attributes:
+        run_dir / task: the run analysed.
+        prompt / target / target_token: the prediction followed (target: its first token).
+        layer_names: rows of each checkpoint's logit lens (``embed``, ``L0``...).
+        checkpoints: one dict per checkpoint, in step order: ``step``; held-out ``loss``, ``accuracy``,
+            ``in_context_loss``, ``in_context_accuracy``; ``target_prob`` after the prompt; ``lens``
+            (the target's probability decoded after each layer, ``(layer,)``); ``components`` (direct
+            logit attribution to the target by part name); ``induction`` and ``previous_token``
+            head scores ``(layer, head)`` as nested lists.
+        phase_changes: steepest drops of the in-context loss: ``step`` (end of the steepest
+            interval), ``from_step``/``to_step`` (the drop's window), ``before``/``after`` (in-context
+            loss), ``rate`` (nats per step), ``heads`` (``layer``, ``head``, ``role``, ``rise``).
+        ablation: at the last checkpoint, the held-out figures with each head zeroed
+            (``layer``, ``head``, ``loss``, ``accuracy``, ``in_context_loss``, ``in_context_accuracy``).
+        seconds: analysis time per checkpoint (loading included).
+        meta: provenance.
+    """
+
+    kind: ClassVar[str] = "emerge"
+    run_dir: str
+    task: str
+    prompt: str
+    target: str
+    target_token: str
+    layer_names: tuple[str, ...]
+    checkpoints: tuple[dict[str, Any], ...] = field(repr=False)
+    phase_changes: tuple[dict[str, Any], ...] = ()
+    ablation: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    seconds: tuple[float, ...] = field(default=(), repr=False)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.checkpoints:
+            raise ValueError("an EmergeResult needs at least one checkpoint")
+        steps = [c["step"] for c in self.checkpoints]
+        if steps != sorted(steps):
+            raise ValueError(f"checkpoints must be in step order, got {steps}")
+        for c in self.checkpoints:
+            if len(c["lens"]) != len(self.layer_names):
+                raise ValueError(
+                    f"lens of step {c['step']} has {len(c['lens'])} layers, not {len(self.layer_names)}"
+                )
+
+    @property
+    def steps(self) -> list[int]:
+        """Checkpoint steps."""
+        return [c["step"] for c in self.checkpoints]
+
+    def series(self, name: str) -> list[float]:
+        """One figure (e.g. ``in_context_loss``) over the checkpoints."""
+        return [c[name] for c in self.checkpoints]
+
+    @property
+    def induction_head(self) -> tuple[int, int]:
+        """``(layer, head)`` of the induction head.
+
+        The head whose induction score rose most in the largest phase change; without one, the head
+        with the highest induction score at the last checkpoint.
+        """
+        for phase in sorted(self.phase_changes, key=lambda p: p["after"] - p["before"]):
+            for h in phase["heads"]:
+                if h["role"] == "induction":
+                    return h["layer"], h["head"]
+        grid = self.checkpoints[-1]["induction"]
+        return max(
+            ((lay, h) for lay, row in enumerate(grid) for h in range(len(row))),
+            key=lambda lh: grid[lh[0]][lh[1]],
+        )
+
+    def _doc(self) -> dict[str, Any]:
+        cks = []
+        for c in self.checkpoints:
+            heads = [
+                {
+                    "layer": lay,
+                    "head": h,
+                    "induction_score": _r(c["induction"][lay][h]),
+                    "previous_token_score": _r(c["previous_token"][lay][h]),
+                }
+                for lay in range(len(c["induction"]))
+                for h in range(len(c["induction"][lay]))
+            ]
+            cks.append(
+                {
+                    "step": c["step"],
+                    **{k: _r(c[k]) for k in _FIGURES},
+                    "lens": [_r(x) for x in c["lens"]],
+                    "components": {k: _r(v) for k, v in c["components"].items()},
+                    "heads": heads,
+                }
+            )
+        phases = [{**p, **{k: _r(p[k]) for k in ("before", "after", "rate")}} for p in self.phase_changes]
+        ablation = [{k: (_r(v) if isinstance(v, float) else v) for k, v in a.items()} for a in self.ablation]
+        return {
+            "run_dir": self.run_dir,
+            "task": self.task,
+            "prompt": self.prompt,
+            "target": self.target,
+            "target_token": self.target_token,
+            "layer_names": list(self.layer_names),
+            "checkpoints": cks,
+            "phase_changes": phases,
+            "induction_head": list(self.induction_head),
+            "ablation": ablation,
+            "seconds": [_r(s, 4) for s in self.seconds],
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def _from_doc(cls, d: dict[str, Any]) -> EmergeResult:
+        cks = []
+        for c in d["checkpoints"]:
+            n_layers = max(h["layer"] for h in c["heads"]) + 1
+            n_heads = max(h["head"] for h in c["heads"]) + 1
+            grids = {k: [[0.0] * n_heads for _ in range(n_layers)] for k in ("induction", "previous_token")}
+            for h in c["heads"]:
+                grids["induction"][h["layer"]][h["head"]] = h["induction_score"]
+                grids["previous_token"][h["layer"]][h["head"]] = h["previous_token_score"]
+            cks.append({**{k: v for k, v in c.items() if k != "heads"}, **grids})
+        return cls(
+            run_dir=d["run_dir"],
+            task=d["task"],
+            prompt=d["prompt"],
+            target=d["target"],
+            target_token=d["target_token"],
+            layer_names=tuple(d["layer_names"]),
+            checkpoints=tuple(cks),
+            phase_changes=tuple(d["phase_changes"]),
+            ablation=tuple(d["ablation"]),
+            seconds=tuple(d["seconds"]),
+            meta=d.get("meta", {}),
+        )
+
+    def to_dataframe(self):
+        """One row per (checkpoint, layer, head): head scores beside the checkpoint's figures."""
+        import pandas as pd
+
+        rows = []
+        for c in self.checkpoints:
+            base = {"step": c["step"], **{k: c[k] for k in _FIGURES}}
+            for lay, row in enumerate(c["induction"]):
+                for h, score in enumerate(row):
+                    rows.append(
+                        {
+                            **base,
+                            "layer": lay,
+                            "head": h,
+                            "induction_score": score,
+                            "previous_token_score": c["previous_token"][lay][h],
+                        }
+                    )
+        return pd.DataFrame(rows)
