@@ -249,6 +249,14 @@ def _(r: EmergeResult) -> RenderableType:
         for a in _ablation_rows(r):
             abl.add_row(f"L{a['layer']}.H{a['head']}", f"{a['in_context_accuracy']:.3f}")
         out.append(abl)
+    for g in r.group_ablation:
+        names = ", ".join(f"L{lay}.H{h}" for lay, h in g["heads"])
+        out.append(
+            Text(
+                f"zeroing the {g['role'].replace('_', '-')} heads of step {g['step']} together ({names}): "
+                f"in-context accuracy {g['in_context_accuracy']:.3f}"
+            )
+        )
     return Group(*out)
 
 
@@ -272,6 +280,12 @@ def _(r: EmergeResult) -> str:
     abl = "".join(
         f"<tr><td>L{a['layer']}.H{a['head']}</td><td>{a['in_context_accuracy']:.3f}</td></tr>"
         for a in _ablation_rows(r, 16)
+    )
+    abl += "".join(
+        f"<tr><td>{esc(g['role'].replace('_', '-'))} heads of step {g['step']}: "
+        f"{esc(', '.join(f'L{a}.H{b}' for a, b in g['heads']))}</td>"
+        f"<td>{g['in_context_accuracy']:.3f}</td></tr>"
+        for g in r.group_ablation
     )
     layer, head = r.induction_head
     return (

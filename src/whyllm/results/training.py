@@ -162,6 +162,8 @@ class EmergeResult(Result):
             loss), ``rate`` (nats per step), ``heads`` (``layer``, ``head``, ``role``, ``rise``).
         ablation: at the last checkpoint, the held-out figures with each head zeroed
             (``layer``, ``head``, ``loss``, ``accuracy``, ``in_context_loss``, ``in_context_accuracy``).
+        group_ablation: the same with all heads of one ``role`` formed in a phase change zeroed
+            together (``step``, ``role``, ``heads`` as ``[layer, head]`` pairs, and the figures).
         seconds: analysis time per checkpoint (loading included).
         meta: provenance.
     """
@@ -176,6 +178,7 @@ class EmergeResult(Result):
     checkpoints: tuple[dict[str, Any], ...] = field(repr=False)
     phase_changes: tuple[dict[str, Any], ...] = ()
     ablation: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    group_ablation: tuple[dict[str, Any], ...] = field(default=(), repr=False)
     seconds: tuple[float, ...] = field(default=(), repr=False)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -241,6 +244,9 @@ class EmergeResult(Result):
             )
         phases = [{**p, **{k: _r(p[k]) for k in ("before", "after", "rate")}} for p in self.phase_changes]
         ablation = [{k: (_r(v) if isinstance(v, float) else v) for k, v in a.items()} for a in self.ablation]
+        groups = [
+            {k: (_r(v) if isinstance(v, float) else v) for k, v in a.items()} for a in self.group_ablation
+        ]
         return {
             "run_dir": self.run_dir,
             "task": self.task,
@@ -252,6 +258,7 @@ class EmergeResult(Result):
             "phase_changes": phases,
             "induction_head": list(self.induction_head),
             "ablation": ablation,
+            "group_ablation": groups,
             "seconds": [_r(s, 4) for s in self.seconds],
             "meta": self.meta,
         }
@@ -277,6 +284,7 @@ class EmergeResult(Result):
             checkpoints=tuple(cks),
             phase_changes=tuple(d["phase_changes"]),
             ablation=tuple(d["ablation"]),
+            group_ablation=tuple(d.get("group_ablation", ())),
             seconds=tuple(d["seconds"]),
             meta=d.get("meta", {}),
         )

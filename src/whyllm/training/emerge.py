@@ -69,23 +69,58 @@ def head_scores(model: Model, *, seed: int = 0, length: int = _REPEAT, n: int = 
     return ind, prev
 
 
-def ablate_heads(model: Model, ids: torch.Tensor) -> list[dict[str, float]]:
-    """Held-out figures with each head zeroed in turn (its slice of the output projection's input)."""
+def zeroed_heads(model: Model, heads: list[tuple[int, int]], ids: torch.Tensor) -> dict[str, float]:
+    """Held-out figures on ``ids`` with ``heads`` ``[(layer, head)]`` zeroed together.
+
+    A head is zeroed by zeroing its slice of the attention output projection's input, so it adds
+    nothing (not even through the projection's bias) to the residual stream.
+    """
     from whyllm.model.hooks import intervene
 
     ad = model.adapter
     d_head = ad.d_head
-    out = []
-    for layer in range(ad.n_layers):
-        for head in range(ad.n_heads):
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
 
-            def zero(t: torch.Tensor, h: int = head) -> torch.Tensor:
-                t = t.clone()
+    def zero(hs: list[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            t = t.clone()
+            for h in hs:
                 t[..., h * d_head : (h + 1) * d_head] = 0  # (batch, pos, head * d_head)
-                return t
+            return t
 
-            with intervene({ad.part(layer, "attn_o"): zero}, inputs=True):
-                out.append({"layer": layer, "head": head, **evaluate_batch(model.hf, ids)})
+        return fn
+
+    with intervene({ad.part(layer, "attn_o"): zero(hs) for layer, hs in by_layer.items()}, inputs=True):
+        return evaluate_batch(model.hf, ids)
+
+
+def ablate_heads(model: Model, ids: torch.Tensor) -> list[dict[str, float]]:
+    """Held-out figures with each head zeroed in turn."""
+    ad = model.adapter
+    return [
+        {"layer": layer, "head": head, **zeroed_heads(model, [(layer, head)], ids)}
+        for layer in range(ad.n_layers)
+        for head in range(ad.n_heads)
+    ]
+
+
+def _group_ablation(model: Model, phases: list[dict[str, Any]], ids: torch.Tensor) -> list[dict[str, Any]]:
+    """Zero all heads of one role formed in a phase change together (redundant heads hide singly)."""
+    out = []
+    for p in phases:
+        for role in ("induction", "previous_token"):
+            heads = [(h["layer"], h["head"]) for h in p["heads"] if h["role"] == role]
+            if heads:
+                out.append(
+                    {
+                        "step": p["step"],
+                        "role": role,
+                        "heads": [list(h) for h in heads],
+                        **zeroed_heads(model, heads, ids),
+                    }
+                )
     return out
 
 
@@ -241,21 +276,23 @@ def emerge(
         timings.append(time.perf_counter() - t)
         if progress is not None:
             progress(k + 1, len(found))
-    if ablate and model is not None:
-        ablation = ablate_heads(model, held)
-    return _result(run_dir, run, prompt, target, rows, ablation, timings)
-
-
-def _result(run_dir, run, prompt, target, rows, ablation, timings) -> EmergeResult:
-    from whyllm.results.base import meta
-
-    steps = [r["step"] for r in rows]
+    steps_done = [r["step"] for r in rows]
     phases = detect_phase_changes(
-        steps,
+        steps_done,
         [r["in_context_loss"] for r in rows],
         [r["induction"] for r in rows],
         [r["previous_token"] for r in rows],
     )
+    groups = []
+    if ablate and model is not None:
+        ablation, groups = ablate_heads(model, held), _group_ablation(model, phases, held)
+    return _result(run_dir, run, prompt, target, rows, phases, (ablation, groups), timings)
+
+
+def _result(run_dir, run, prompt, target, rows, phases, ablations, timings) -> EmergeResult:
+    from whyllm.results.base import meta
+
+    steps = [r["step"] for r in rows]
     keep = (
         "step",
         "loss",
@@ -277,7 +314,8 @@ def _result(run_dir, run, prompt, target, rows, ablation, timings) -> EmergeResu
         layer_names=tuple(rows[0]["layer_names"]),
         checkpoints=tuple({k: r[k] for k in keep} for r in rows),
         phase_changes=tuple(phases),
-        ablation=tuple(ablation),
+        ablation=tuple(ablations[0]),
+        group_ablation=tuple(ablations[1]),
         seconds=tuple(timings),
         meta=meta(str(run_dir), "emerge", prompt=prompt, target=target, steps=steps),
     )
