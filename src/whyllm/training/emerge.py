@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,9 +193,7 @@ def _default_prompt(run: dict[str, Any], held: list[list[int]], tok) -> tuple[st
 def _load(path: Path) -> Model:
     from whyllm.model.load import load_model
 
-    with warnings.catch_warnings():  # attention-only models have zero-width MLP weights
-        warnings.filterwarnings("ignore", message="Initializing zero-element tensors", category=UserWarning)
-        return load_model(path, progress=False)
+    return load_model(path, progress=False)
 
 
 def _analyse(model: Model, prompt: str, target: str, held: torch.Tensor, seed: int) -> dict[str, Any]:

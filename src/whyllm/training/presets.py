@@ -8,12 +8,11 @@ the family in which induction heads form quickly (learned absolute positions bar
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 from whyllm.errors import InputError, UnknownMethodError
 
-__all__ = ["FAMILIES", "PRESETS", "Preset", "build_config", "get_preset"]
+__all__ = ["FAMILIES", "PRESETS", "Preset", "build_config", "freeze_mlps_", "get_preset", "new_model"]
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,16 @@ def build_config(preset: Preset, *, vocab_size: int, n_ctx: int, family: str = "
     if preset.d_model % preset.n_heads:
         raise InputError(f"preset {preset.name!r}: d_model {preset.d_model} is not divisible by "
                          f"n_heads {preset.n_heads}")
-    if family in ("gpt2", "gpt_neox") and preset.d_mlp == 0:
-        raise InputError(f"the attention-only preset {preset.name!r} needs a gated-MLP family "
-                         f"(llama, mistral, qwen2...), not {family!r}")
+    d_mlp = max(1, preset.d_mlp)  # attention-only: one MLP neuron, zeroed and frozen by new_model
     d, n_l, n_h, d_head = preset.d_model, preset.n_layers, preset.n_heads, preset.d_model // preset.n_heads
     common = {"vocab_size": vocab_size, "pad_token_id": pad_id, "bos_token_id": bos_id,
               "eos_token_id": eos_id, "tie_word_embeddings": False}
     if family == "gpt2":
-        cfg = T.GPT2Config(n_embd=d, n_layer=n_l, n_head=n_h, n_positions=n_ctx, n_inner=preset.d_mlp,
+        cfg = T.GPT2Config(n_embd=d, n_layer=n_l, n_head=n_h, n_positions=n_ctx, n_inner=d_mlp,
                            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **common)
     elif family == "gpt_neox":
         cfg = T.GPTNeoXConfig(hidden_size=d, num_hidden_layers=n_l, num_attention_heads=n_h,
-                              intermediate_size=preset.d_mlp, max_position_embeddings=n_ctx, **common)
+                              intermediate_size=d_mlp, max_position_embeddings=n_ctx, **common)
     else:
         classes = {"llama": T.LlamaConfig, "mistral": T.MistralConfig, "qwen2": T.Qwen2Config,
                    "qwen3": T.Qwen3Config, "gemma3_text": T.Gemma3TextConfig, "phi3": T.Phi3Config}
@@ -88,18 +85,37 @@ def build_config(preset: Preset, *, vocab_size: int, n_ctx: int, family: str = "
         if family == "gemma3_text":
             extra.update(query_pre_attn_scalar=d_head, sliding_window=n_ctx)
         cfg = classes[family](hidden_size=d, num_hidden_layers=n_l, num_attention_heads=n_h,
-                              num_key_value_heads=n_h, intermediate_size=preset.d_mlp,
+                              num_key_value_heads=n_h, intermediate_size=d_mlp,
                               max_position_embeddings=n_ctx, **extra, **common)
     cfg._attn_implementation = "eager"  # attention weights for the analyses; tiny models lose nothing
     return cfg
 
 
-def new_model(config, seed: int):
-    """Randomly initialised causal LM from ``config`` (seeded; zero-width MLPs allowed)."""
+def new_model(config, seed: int, *, attention_only: bool = False):
+    """Randomly initialised causal LM from ``config`` (seeded).
+
+    With ``attention_only`` every MLP's weights are zeroed and frozen, so each MLP adds exactly
+    nothing: an attention-only model that every tool still loads as an ordinary checkpoint.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    with warnings.catch_warnings():  # attention-only presets build zero-width MLP weights on purpose
-        warnings.filterwarnings("ignore", message="Initializing zero-element tensors", category=UserWarning)
-        return AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    if attention_only:
+        freeze_mlps_(model)
+    return model
+
+
+def freeze_mlps_(model) -> None:
+    """Zero every MLP parameter of ``model`` and stop its gradients (in place)."""
+    import torch
+
+    from whyllm.model.adapter import ModelAdapter
+
+    ad = ModelAdapter(model)
+    with torch.no_grad():
+        for layer in range(ad.n_layers):
+            for p in ad.part(layer, "mlp").parameters():
+                p.zero_()
+                p.requires_grad_(False)

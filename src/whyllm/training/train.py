@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from whyllm.errors import InputError
 from whyllm.results.training import FRONTIER, TrainResult
 from whyllm.training import run_dir as rd
 from whyllm.training.data import PAD, Dataset, make_dataset
-from whyllm.training.presets import build_config, get_preset, new_model
+from whyllm.training.presets import build_config, freeze_mlps_, get_preset, new_model
 
 __all__ = ["batch_indices", "evaluate_batch", "retrain", "train"]
 
@@ -147,8 +146,7 @@ def _load(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     from whyllm.model.gguf_cache import transformers_quiet
 
-    with transformers_quiet(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Initializing zero-element tensors", category=UserWarning)
+    with transformers_quiet():
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
     state = torch.load(path / "training_state.pt", weights_only=True)
     history = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
@@ -303,21 +301,25 @@ def _result(out: Path, run: dict[str, Any], history: dict[str, Any], n_params: i
 def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None) -> TrainResult:
     wall = time.perf_counter()
     run, ds, path, start = _prepare(out, want, steps)
-    cfg = build_config(get_preset(run["preset"]), vocab_size=len(ds.tokenizer), n_ctx=run["seq_len"],
-                       family=run["family"])
+    preset = get_preset(run["preset"])
+    cfg = build_config(preset, vocab_size=len(ds.tokenizer), n_ctx=run["seq_len"], family=run["family"])
     if path is None:
-        model, history = new_model(cfg, run["seed"]), {"train_loss": [], "evals": []}
+        model = new_model(cfg, run["seed"], attention_only=preset.d_mlp == 0)
+        history = {"train_loss": [], "evals": []}
     else:
         model, saved = _load(path)
+        if preset.d_mlp == 0:
+            freeze_mlps_(model)
         history = {k: saved["history"][k] for k in ("train_loss", "evals")}
-    opt = torch.optim.AdamW(model.parameters(), lr=run["lr"], weight_decay=run["weight_decay"])
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=run["lr"], weight_decay=run["weight_decay"])
     warm = run["warmup"]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     if path is not None:
         opt.load_state_dict(saved["state"]["optimizer"])
         sched.load_state_dict(saved["state"]["scheduler"])
         torch.set_rng_state(saved["state"]["rng"])
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in trainable)
     data, held = torch.tensor(ds.examples), torch.tensor(ds.eval_examples)  # (examples, pos)
     sampler = _Sampler(len(ds.examples), run["batch_size"], run["seed"], run["exclude"])
     session = {"start": start, "tokens": 0, "train_s": 0.0, "checkpoint_s": 0.0, "eval_s": 0.0}
@@ -343,7 +345,7 @@ def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None)
         t = time.perf_counter()
         loss = model(input_ids=batch, labels=batch.masked_fill(batch == PAD, -100), use_cache=False).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
