@@ -134,15 +134,16 @@ def emerge(
     png: PngOpt = None,
 ) -> None:
     """How a prediction emerged: losses, target probability, head scores and phase changes per checkpoint."""
-    import torch
-
     from whyllm.training.emerge import emerge as run
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with _bar(not json, "analysing checkpoints", fields=False) as progress:
-            res = run(run_dir, prompt=prompt, target=target, steps=step, ablate=ablate, progress=progress)
-    finally:
-        torch.set_num_threads(old)
+    with _bar(not json, "analysing checkpoints", fields=False) as progress:
+        res = run(
+            run_dir,
+            prompt=prompt,
+            target=target,
+            steps=step,
+            ablate=ablate,
+            threads=threads,
+            progress=progress,
+        )
     _outputs(res, json, html, png)

@@ -137,7 +137,8 @@ def detect_phase_changes(
     The steepest drop per step between consecutive checkpoints is widened to the neighbouring
     intervals that fall at least a third as fast; it counts when it falls by ``min_drop`` and by a
     fifth of the curve's range. Other drops at least half as steep are reported too. A head
-    "formed" when its induction or previous-token score rose by ``min_rise`` across the window.
+    "formed" when its induction or previous-token score rose by ``min_rise`` from the checkpoint
+    before the window to its end.
     """
     if len(steps) < 2:
         return []
@@ -157,11 +158,12 @@ def detect_phase_changes(
         if drop < max(min_drop, 0.2 * span):
             continue
         used.update(range(a, b + 1))
+        base = max(a - 1, 0)  # heads often start forming one checkpoint before the drop
         heads = []
         for layer, row in enumerate(induction[b + 1]):
             for head in range(len(row)):
-                d_ind = induction[b + 1][layer][head] - induction[a][layer][head]
-                d_prev = previous[b + 1][layer][head] - previous[a][layer][head]
+                d_ind = induction[b + 1][layer][head] - induction[base][layer][head]
+                d_prev = previous[b + 1][layer][head] - previous[base][layer][head]
                 if max(d_ind, d_prev) >= min_rise:
                     role = "induction" if d_ind >= d_prev else "previous_token"
                     heads.append(
@@ -231,6 +233,7 @@ def emerge(
     target: str | None = None,
     steps: list[int] | None = None,
     ablate: bool = True,
+    threads: int | None = 1,
     progress: Progress | None = None,
 ) -> EmergeResult:
     """Run whyllm's analyses over every checkpoint of ``run_dir`` and find the phase changes.
@@ -241,11 +244,22 @@ def emerge(
         target: the continuation whose probability is tracked; default the token that followed.
         steps: only these checkpoint steps (default all).
         ablate: zero each head at the last checkpoint and measure the held-out figures.
+        threads: ``torch.set_num_threads`` while analysing (1 suits tiny models); ``None`` leaves it.
         progress: called with ``(checkpoints done, total)``.
 
     Returns:
         An :class:`EmergeResult`.
     """
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _emerge(Path(run_dir), prompt, target, steps, ablate, progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _emerge(run_dir: Path, prompt, target, steps, ablate, progress) -> EmergeResult:
     found = rd.checkpoints(run_dir)
     run = rd.read_run(run_dir)
     if steps is not None:

@@ -48,7 +48,8 @@ def test_text_field_tokenizes_back(task):
 def test_text_files_of_every_format(tmp_path):
     words = " ".join(f"word{i % 40} and more text" for i in range(400))
     (tmp_path / "a.txt").write_text(words)
-    (tmp_path / "b.jsonl").write_text(json.dumps({"text": words}) + "\n" + json.dumps({"text": "tail"}) + "\n")
+    lines = [json.dumps({"text": words}), json.dumps({"text": "tail"})]
+    (tmp_path / "b.jsonl").write_text("\n".join(lines) + "\n")
     pd.DataFrame({"text": [words, "x"]}).to_parquet(tmp_path / "c.parquet")
     assert len(read_texts(tmp_path)) == 5
     ds = make_dataset("text", data=str(tmp_path), seq_len=32, vocab_size=300)

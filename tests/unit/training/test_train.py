@@ -5,14 +5,14 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_common import TINY
 
 import whyllm
 from whyllm.errors import InputError
 from whyllm.training import batch_indices, checkpoints, load_examples, read_run, retrain, train
-train_module = importlib.import_module("whyllm.training.train")
 from whyllm.training.run_dir import TMP_PREFIX
 
-from training_common import TINY
+train_module = importlib.import_module("whyllm.training.train")  # the package's `train` is the function
 
 
 def _weights(path):
@@ -30,7 +30,7 @@ def test_run_directory_contract(tiny_run):
     rows = load_examples(out)
     assert [r["index"] for r in rows] == list(range(32))
     assert all(len(r["input_ids"]) == 65 and isinstance(r["text"], str) for r in rows)
-    for step, path in checkpoints(out):
+    for _, path in checkpoints(out):
         assert (path / "training_state.pt").is_file() and (path / "tokenizer.json").is_file()
         torch.load(path / "training_state.pt", weights_only=True)  # no pickled code needed
 
