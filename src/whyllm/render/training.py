@@ -30,9 +30,8 @@ def sparkline(values: list[float], width: int = 60) -> str:
     if not values:
         return ""
     n = len(values)
-    buckets = [
-        values[i * n // width : max(i * n // width + 1, (i + 1) * n // width)] for i in range(min(width, n))
-    ]
+    width = min(width, n)
+    buckets = [values[i * n // width : (i + 1) * n // width] for i in range(width)]
     means = [sum(b) / len(b) for b in buckets]
     lo, hi = min(means), max(means)
     return "".join(_SPARK[int((m - lo) / (hi - lo) * 7) if hi > lo else 0] for m in means)
