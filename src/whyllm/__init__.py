@@ -25,6 +25,7 @@ from whyllm.methods.chat import chat_prompt, chat_reply, reply_text  # noqa: E40
 from whyllm.methods.components import components  # noqa: E402
 from whyllm.methods.generate import DecodingSettings, generate, sample, sampling_distribution  # noqa: E402
 from whyllm.methods.lens import logit_lens  # noqa: E402
+from whyllm.methods.params import params  # noqa: E402
 from whyllm.methods.patching import attribution_patch, compare_patching, patch  # noqa: E402
 from whyllm.methods.predict import predict  # noqa: E402
 from whyllm.methods.tracing import causal_trace  # noqa: E402
@@ -32,9 +33,11 @@ from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_mod
 from whyllm.results.attribution import AttributionResult, EvaluationResult  # noqa: E402
 from whyllm.results.generate import GenerationResult, SamplesResult, Step  # noqa: E402
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult  # noqa: E402
+from whyllm.results.params import InfluenceResult, ParamsResult  # noqa: E402
 from whyllm.results.predict import Candidate, PredictResult, TargetScore  # noqa: E402
 from whyllm.results.training import EmergeResult, TrainResult  # noqa: E402
 from whyllm.training.emerge import emerge  # noqa: E402
+from whyllm.training.influence import influence  # noqa: E402
 from whyllm.training.train import train  # noqa: E402
 
 __all__ = [
@@ -47,11 +50,13 @@ __all__ = [
     "EmergeResult",
     "EvaluationResult",
     "GenerationResult",
+    "InfluenceResult",
     "InputError",
     "LensResult",
     "Model",
     "ModelAdapter",
     "ModelLoadError",
+    "ParamsResult",
     "ParityError",
     "PatchResult",
     "PredictResult",
@@ -77,8 +82,10 @@ __all__ = [
     "explain",
     "explain_step",
     "generate",
+    "influence",
     "load_model",
     "logit_lens",
+    "params",
     "patch",
     "predict",
     "reply_text",

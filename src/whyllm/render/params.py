@@ -6,6 +6,7 @@ red (raise the metric) / blue (lower it); scale-invariant groups are marked ``�
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -18,7 +19,7 @@ from whyllm.render.html import bar, esc, fragment, heat_color
 from whyllm.render.terminal import view
 from whyllm.results.params import InfluenceResult, ParamsResult, ParamUnit
 
-__all__ = ["plot_influence", "plot_params"]
+__all__ = ["plot_influence", "plot_params", "save_png"]
 
 _GROUPS_SHOWN = 16
 
@@ -210,3 +211,21 @@ def plot_influence(doc: dict[str, Any]):
     items += [(f"#{e['index']} {visible(e['text'])[:40]}", e["score"]) for e in doc["opponents"]]
     return _barh(items, f"Training examples behind “{''.join(doc['target_tokens'])}” (TracIn)",
                  "influence on log p(target)")
+
+
+def save_png(result: Any, path: str | Path, *, dpi: int = 150) -> Path:
+    """Draw a :class:`ParamsResult` or :class:`InfluenceResult` (or its JSON document) as a PNG."""
+    import warnings
+
+    from whyllm.errors import InputError
+
+    doc = result if isinstance(result, dict) else result.to_dict()
+    plotters = {"params": plot_params, "influence": plot_influence}
+    if doc.get("kind") not in plotters:
+        raise InputError(f"no PNG view here for kind {doc.get('kind')!r}; kinds: {', '.join(plotters)}")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*tight_layout.*", category=UserWarning)
+        fig = plotters[doc["kind"]](doc)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", format="png")
+    return Path(path)

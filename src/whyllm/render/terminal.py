@@ -26,7 +26,8 @@ __all__ = [
 
 LOW_PROB = 0.1  # picks below this probability are marked as unlikely
 
-_DOMAINS = ("whyllm.render.attribution", "whyllm.render.internals", "whyllm.render.training")
+_DOMAINS = ("whyllm.render.attribution", "whyllm.render.internals", "whyllm.render.training",
+            "whyllm.render.params")
 _loaded = False
 
 
