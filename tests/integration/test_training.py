@@ -61,3 +61,16 @@ def test_text_training_lowers_held_out_loss(tmp_path):
                 seq_len=64, vocab_size=512)
     assert res.evals[-1]["loss"] < res.evals[0]["loss"] - 1.0
     assert res.flops == pytest.approx(6 * res.n_params * 60 * 16 * 64)
+
+
+def test_redundant_induction_heads_are_found_together(tmp_path):
+    out = tmp_path / "multi"
+    train("induction", out=out, preset="attn-only-2l", steps=500, checkpoint_every=50, seed=0)
+    em = emerge(out)
+    assert len(em.phase_changes) >= 1
+    phase = max(em.phase_changes, key=lambda p: p["before"] - p["after"])
+    induction = {(h["layer"], h["head"]) for h in phase["heads"] if h["role"] == "induction"}
+    assert induction and all(layer == 1 for layer, _ in induction)
+    assert em.induction_head in induction
+    group = next(g for g in em.group_ablation if g["step"] == phase["step"] and g["role"] == "induction")
+    assert em.checkpoints[-1]["in_context_accuracy"] > 0.9 and group["in_context_accuracy"] < 0.3
