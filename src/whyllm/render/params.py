@@ -138,7 +138,7 @@ def _example_table(title: str, examples) -> Table:
     scale = max([abs(e.score) for e in examples] + [1e-12])
     for e in examples:
         score = Text(f"{e.score:+.3g}", style=_style(e.score, scale))
-        table.add_row(str(e.index), score, visible(e.text)[:60])
+        table.add_row(str(e.index), score, e.text.replace("\n", "↵")[:70])
     return table
 
 
