@@ -127,23 +127,39 @@ def _batch_dots(model: nn.Module, mods: list[nn.Module], test: dict[int, Tensor]
     return dots
 
 
-def _load(path: Path) -> Model:
+def _load(path: Path, examples: list[dict[str, Any]] | None = None) -> Model:
+    """Load a checkpoint as a whyllm model, checking its tokenizer against ``examples`` first."""
     from whyllm.model.load import load_model
 
+    if examples is not None:
+        _check_tokenizer(path, examples)
     return load_model(str(path))
 
 
-def _check_tokenizer(model: Model, examples: list[dict[str, Any]], path: Path) -> None:
-    """The checkpoint's tokenizer must be the run's: same vocabulary for the ids, same encoding of a text."""
-    vocab = model.adapter.d_vocab
+def _check_tokenizer(path: Path, examples: list[dict[str, Any]]) -> None:
+    """The checkpoint's tokenizer must be the run's: ids inside the model's vocabulary, same encoding.
+
+    Checked on the tokenizer files alone, before the model loads (a tokenizer larger than the
+    embedding would otherwise fail inside the model).
+    """
+    import json
+
+    from transformers import AutoTokenizer
+
+    from whyllm.model.gguf_cache import transformers_quiet
+
+    with transformers_quiet():
+        tok = AutoTokenizer.from_pretrained(path)
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    vocab = int(config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size") or len(tok))
     top = max(max(e["input_ids"]) for e in examples)
     first = examples[0]
     ids = [i for i in first["input_ids"] if i != PAD]
-    again = model.tokenizer(first["text"], add_special_tokens=True)["input_ids"]
-    if top >= vocab or list(again) != ids[:len(again)] or len(again) < len(ids) - 1:
+    again = list(tok(first["text"], add_special_tokens=True)["input_ids"])
+    if top >= vocab or len(tok) > vocab or again != ids[:len(again)] or len(again) < len(ids) - 1:
         raise InputError(
-            f"the tokenizer of {str(path)!r} does not match the run's examples (token ids up to {top} for a "
-            f"vocabulary of {vocab}; example 0 {first['text']!r} encodes to {list(again)[:12]}, stored as "
+            f"the tokenizer of {str(path)!r} does not match the run's examples ({len(tok)} tokens for a "
+            f"model vocabulary of {vocab}; example 0 {first['text']!r} encodes to {again[:12]}, stored as "
             f"{ids[:12]}); use the checkpoints of the run that wrote examples.jsonl")
 
 
@@ -162,8 +178,7 @@ def tracin_scores(checkpoint_paths: Sequence[Path], weights: Sequence[float], ex
     data = torch.tensor([e["input_ids"] for e in examples])  # (examples, pos)
     scores = torch.zeros(len(examples), dtype=torch.float64)
     for c, (path, w) in enumerate(zip(checkpoint_paths, weights, strict=True)):
-        model = _load(path)
-        _check_tokenizer(model, examples, path)
+        model = _load(path, examples)
         mods = _tracked(model.hf)
         test = _test_grads(model.hf, mods, model.encode(prompt), model.encode_continuation(target))
         for start in range(0, len(examples), batch_size):
@@ -278,8 +293,7 @@ def influence(
     t0 = time.perf_counter()
     scores = tracin_scores([p for _, p in ckpts[:-1]], _intervals(steps, float(run["lr"])), examples, prompt,
                            target, batch_size=batch_size, progress=progress)
-    final = _load(ckpts[-1][1])
-    _check_tokenizer(final, examples, ckpts[-1][1])
+    final = _load(ckpts[-1][1], examples)
     log_prob = target_log_prob(final, prompt, target)
     tids = final.encode_continuation(target)
     seconds = {"scores": time.perf_counter() - t0}
