@@ -91,7 +91,9 @@ def main() -> None:
     print(f"plain PyTorch loop     {max(plain):>10,.0f} tokens/s  (runs: {runs})")
     runs = ", ".join(f"{x:,.0f}" for x in ours)
     print(f"whyllm train (steps)   {max(ours):>10,.0f} tokens/s  (runs: {runs})")
-    print(f"ratio                  {max(ours) / max(plain):>10.3f}  (goal >= 0.9)")
+    mean = (sum(ours) / len(ours)) / (sum(plain) / len(plain))
+    print(f"ratio                  {max(ours) / max(plain):>10.3f}  best of each; {mean:.3f} of the means "
+          "(goal >= 0.9)")
     print(f"whyllm train end to end {max(end_to_end):>9,.0f} tokens/s (data, init, evaluation, checkpoints)")
     print(f"checkpoint share of wall time {100 * min(share):.2f}% (runs: "
           f"{', '.join(f'{100 * x:.2f}%' for x in share)}; goal <= 5%)")
