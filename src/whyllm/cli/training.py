@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from whyllm.cli._app import HtmlOpt, JsonOpt, PngOpt, command, emit, err_console
+from whyllm.training.presets import PRESETS
 
 
 @contextmanager
@@ -69,7 +70,7 @@ def train(
             help="For --task text: a .txt/.jsonl/.parquet file, a folder of them, or python-docs (bundled)."
         ),
     ] = None,
-    preset: Annotated[str, typer.Option(help="attn-only-2l, tiny, small or medium.")] = "tiny",
+    preset: Annotated[str, typer.Option(help=", ".join(PRESETS) + ".")] = "tiny",
     family: Annotated[
         str, typer.Option(help="Config family: llama (default), qwen2, mistral, gpt2...")
     ] = "llama",

@@ -43,9 +43,9 @@ class Preset:
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("attn-only-2l-1h", 64, 2, 1, 0, "attention-only, 2 layers, 1 head each (minimal induction)"),
     Preset("attn-only-2l", 64, 2, 4, 0, "2-layer attention-only model (no MLPs), width 64, 4 heads"),
-    Preset("tiny", 64, 2, 4, 256, "2 layers, width 64, 4 heads, MLP 256 (~140k parameters + embeddings)"),
-    Preset("small", 128, 4, 4, 512, "4 layers, width 128, 4 heads, MLP 512 (~0.8M parameters + embeddings)"),
-    Preset("medium", 256, 4, 8, 1024, "4 layers, width 256, 8 heads, MLP 1024 (~3.1M + embeddings)"),
+    Preset("tiny", 64, 2, 4, 256, "2 layers, width 64, 4 heads, MLP 256 (~131k parameters + embeddings)"),
+    Preset("small", 128, 4, 4, 512, "4 layers, width 128, 4 heads, MLP 512 (~1.05M parameters + embeddings)"),
+    Preset("medium", 256, 4, 8, 1024, "4 layers, width 256, 8 heads, MLP 1024 (~4.2M + embeddings)"),
 )}
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gpt2", "gpt_neox", "phi3")
