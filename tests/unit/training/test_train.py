@@ -10,6 +10,7 @@ from training_common import TINY
 import whyllm
 from whyllm.errors import InputError
 from whyllm.training import batch_indices, checkpoints, load_examples, read_run, retrain, train
+from whyllm.training.presets import FAMILIES
 from whyllm.training.run_dir import TMP_PREFIX
 
 train_module = importlib.import_module("whyllm.training.train")  # the package's `train` is the function
@@ -159,3 +160,17 @@ def test_other_tasks_train(tmp_path, task):
     res = train(task, out=tmp_path / task, **{**TINY, "steps": 3, "preset": "tiny"}, **kw)
     assert res.completed_steps == 3 and all(map(torch.isfinite, torch.tensor(res.train_loss)))
     assert os.path.isdir(tmp_path / task / "checkpoint-3")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_trains_and_loads(tmp_path, family):
+    from whyllm.training.emerge import head_scores
+
+    kw = {**TINY, "steps": 2, "checkpoint_every": 2}
+    res = train("induction", out=tmp_path / family, family=family, **kw)
+    assert res.completed_steps == 2 and res.family == family
+    model = whyllm.load_model(tmp_path / family / "checkpoint-2", progress=False)  # parity-checked
+    ind, prev = head_scores(model, n=2)
+    assert len(ind) == 2 and len(ind[0]) == 4 and all(0 <= x <= 1 for row in ind + prev for x in row)
+    mlp = [p for p in model.adapter.part(0, "mlp").parameters()]
+    assert all(not p.detach().any() for p in mlp)  # attention-only: MLPs stay zero
