@@ -7,10 +7,15 @@ layer 0 and an induction head in layer 1 at a sharp drop of the in-context loss.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 import whyllm
-from whyllm.training import train
+from whyllm.training import checkpoints, train
 from whyllm.training.emerge import emerge
 
 
@@ -74,3 +79,28 @@ def test_redundant_induction_heads_are_found_together(tmp_path):
     assert em.induction_head in induction
     group = next(g for g in em.group_ablation if g["step"] == phase["step"] and g["role"] == "induction")
     assert em.checkpoints[-1]["in_context_accuracy"] > 0.9 and group["in_context_accuracy"] < 0.3
+
+
+def test_a_kill_never_leaves_a_half_checkpoint(tmp_path):
+    out = tmp_path / "killed"
+    settings = {"preset": "attn-only-2l-1h", "checkpoint_every": 1, "batch_size": 8, "n_examples": 64}
+    cmd = [sys.executable, "-c", "from whyllm.cli import app; app()", "train", "--preset", "attn-only-2l-1h",
+           "--steps", "2000", "--checkpoint-every", "1", "--batch-size", "8", "--examples", "64",
+           "--out", str(out), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint-20").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(0.013)  # land somewhere inside the next checkpoint writes
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    found = checkpoints(out)
+    assert len(found) >= 21
+    for _, path in found[-3:]:
+        whyllm.load_model(path, progress=False)  # every listed checkpoint is whole
+    last = found[-1][0]
+    res = train("induction", out=out, steps=last + 3, **settings)
+    assert res.resumed_from == last and res.completed_steps == last + 3
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]

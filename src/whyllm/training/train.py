@@ -253,8 +253,9 @@ def _prepare(out: Path, want: dict[str, Any], steps: int) -> tuple[dict[str, Any
         held = [r["input_ids"] for r in rd.load_eval_examples(out)]
         run["steps"] = steps
         return run, Dataset(examples, held, tok, run["data"]), path, step
+    ours = {"examples.jsonl", "eval.jsonl"}  # a run killed before its run.json was written
     if out.exists() and not (out / "run.json").is_file() \
-            and any(not p.name.startswith(rd.TMP_PREFIX) for p in out.iterdir()):
+            and any(not p.name.startswith(rd.TMP_PREFIX) and p.name not in ours for p in out.iterdir()):
         raise InputError(f"{str(out)!r} exists and is not a whyllm run; give an empty or new --out folder")
     out.mkdir(parents=True, exist_ok=True)
     rd.clean_partial(out)
