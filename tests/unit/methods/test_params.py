@@ -62,7 +62,7 @@ def test_check_correlates_on_tiny_models(any_tiny):
     assert res.seconds["attribution"] > 0 and res.seconds["check"] > 0
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "gemma3_text"])  # learned positions; tied, scaled embeddings
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3_text", "llama"])  # Conv1D, positions; tied, scaled
 def test_batched_measure_equals_editing_the_weights(tiny, arch):
     model = tiny(arch)
     ids, tid = model.encode(PROMPT), model.encode_continuation(TARGET)[0]
@@ -70,6 +70,8 @@ def test_batched_measure_equals_editing_the_weights(tiny, arch):
     variants = [Variant([(p, scaled(0.9)) for _, p, _ in g.params]) for g in groups]
     emb = next(g for g in groups if g.kind == "embed")
     variants.append(Variant([(emb.params[0][1], zeroed((tid,)))]))
+    res = params(model, PROMPT, target=TARGET, top_k=4, check=False)  # rows, neurons, heads zeroed
+    variants += [pm._unit_variant(model, groups, u) for u in (*res.rows, *res.neurons, *res.heads)]
     got = measure(model, ids, tid, None, variants, chunk=5)
     with torch.no_grad():
         base = float(metric(model, ids, tid, None)[0])
