@@ -236,6 +236,15 @@ def _(r: EmergeResult) -> RenderableType:
     ]
     layer, head = r.induction_head
     out.append(Text(f"induction head: L{layer}.H{head}"))
+    for c in (r.checkpoints[0], r.checkpoints[-1]) if len(r.checkpoints) > 1 else r.checkpoints[-1:]:
+        lens = ", ".join(f"{n} {p:.2f}" for n, p in zip(r.layer_names, c["lens"], strict=True))
+        parts = ", ".join(f"{n} {c['components'][n]:+.2f}" for n in _top_parts([c], 4))
+        out.append(
+            Text(
+                f"step {c['step']}: logit lens p(target) {lens}; largest direct contributions {parts}",
+                style="dim",
+            )
+        )
     if r.ablation:
         base = r.checkpoints[-1]["in_context_accuracy"]
         abl = Table(
@@ -287,13 +296,29 @@ def _(r: EmergeResult) -> str:
         for g in r.group_ablation
     )
     layer, head = r.induction_head
+    parts = {
+        n: [(c["step"], c["components"].get(n, 0.0)) for c in r.checkpoints]
+        for n in _top_parts(list(r.checkpoints))
+    }
+    lens_head = "".join(f"<th>{esc(n)}</th>" for n in r.layer_names)
+    lens_rows = "".join(
+        f"<tr><td>{c['step']}</td>"
+        + "".join(
+            f"<td style='background:rgba(34,197,94,{0.1 + 0.8 * p:.2f})'>{p:.2f}</td>" for p in c["lens"]
+        )
+        + "</tr>"
+        for c in r.checkpoints
+    )
     return (
         f"<h2>Emergence of {esc(visible(r.target_token))} after <span class='prompt'>{esc(r.prompt[-200:])}"
         f"</span></h2>{_xy_svg(losses, title='held-out loss (nats)', marks=marks)}"
         f"{_xy_svg(prob, title='target probability', marks=marks, y_max=1.0)}"
         f"{_xy_svg(top, title='induction score per head', marks=marks, y_max=1.0)}"
         f"{_xy_svg(topp, title='previous-token score per head', marks=marks, y_max=1.0)}"
+        f"{_xy_svg(parts, title='direct contribution to the target logit', marks=marks)}"
         f"<h2>Phase changes</h2><ul>{phases}</ul><p>induction head: L{layer}.H{head}</p>"
+        f"<h2>Logit lens: p(target) after each layer</h2><div class='scroll'><table><tr><th>step</th>"
+        f"{lens_head}</tr>{lens_rows}</table></div>"
         + (
             f"<h2>Heads zeroed at the last checkpoint</h2><table><tr><th>head</th><th>in-context accuracy "
             f"(intact {base:.3f})</th></tr>{abl}</table>"
@@ -344,7 +369,7 @@ def _train_png(doc: dict[str, Any]):
 def _emerge_png(doc: dict[str, Any]):
     from whyllm.render.plot import _new
 
-    fig, axes = _new(11, 7, 2, 2)
+    fig, axes = _new(11, 10.5, 3, 2)
     cks, steps = doc["checkpoints"], [c["step"] for c in doc["checkpoints"]]
     ax = axes[0, 0]
     for key, colour in (("loss", "#4c78a8"), ("in_context_loss", "#e45756")):
@@ -372,11 +397,52 @@ def _emerge_png(doc: dict[str, Any]):
         ax.set(xlabel="step", ylabel=title, ylim=(0, 1), title=f"{title} per head")
         if len(heads) <= 16:
             ax.legend(fontsize=6, ncol=2)
-    for ax in axes.flat:
+    ax = axes[2, 1]
+    for k, name in enumerate(_top_parts(cks)):
+        ax.plot(
+            steps,
+            [c["components"].get(name, 0.0) for c in cks],
+            color=_COLOURS[k % len(_COLOURS)],
+            linewidth=1.2,
+            label=name,
+        )
+    ax.axhline(0, color="#57606a", linewidth=0.6)
+    ax.set(xlabel="step", ylabel="direct contribution to the logit", title="component contributions")
+    ax.legend(fontsize=6, ncol=2)
+    for ax in [*axes[:2].flat, axes[2, 1]]:
         for p in doc["phase_changes"]:
             ax.axvspan(p["from_step"], p["to_step"], color="#e45756", alpha=0.12)
+    _lens_heatmap(axes[2, 0], doc)
     fig.tight_layout()
     return fig
+
+
+def _top_parts(cks: list[dict[str, Any]], n: int = 6) -> list[str]:
+    """Component names with the largest direct contribution at the last checkpoint."""
+    last = cks[-1]["components"]
+    return sorted(last, key=lambda k: -abs(last[k]))[:n]
+
+
+def _lens_heatmap(ax, doc: dict[str, Any]) -> None:
+    import numpy as np
+
+    from whyllm.render.plot import _cmap, prob_rgb
+
+    cks = doc["checkpoints"]
+    grid = np.array([c["lens"] for c in cks]).T  # (layer, checkpoint)
+    ax.imshow(
+        grid,
+        aspect="auto",
+        cmap=_cmap(prob_rgb, 0, 1, "whyllm_prob"),
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+        origin="lower",
+    )
+    ticks = list(range(0, len(cks), max(1, len(cks) // 8)))
+    ax.set_xticks(ticks, [str(cks[i]["step"]) for i in ticks], fontsize=7)
+    ax.set_yticks(range(len(doc["layer_names"])), doc["layer_names"], fontsize=7)
+    ax.set(xlabel="step", title=f"logit lens: p({visible(doc['target_token'])}) after each layer")
 
 
 def figure(doc: dict[str, Any]):

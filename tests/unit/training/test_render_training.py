@@ -46,7 +46,7 @@ def test_emerge_views(emerged, tmp_path):
     text = _text(emerged)
     assert "in-ctx loss" in text and "induction head: L" in text and "one head zeroed" in text
     html = emerged.to_html()
-    assert html.count("<svg") == 4 and "Phase changes" in html
+    assert html.count("<svg") == 5 and "Phase changes" in html and "Logit lens" in html
     assert save_png(emerged, tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
 
 
