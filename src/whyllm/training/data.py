@@ -12,8 +12,10 @@ Tasks:
 * ``copy``: a random block, ``=``, the same block again.
 * ``recall``: eight key–value pairs, ``?``, a key from them and its value.
 * ``text``: a corpus cut into chunks: files (``.txt``, ``.jsonl`` with a ``text`` field,
-  ``.parquet`` with a ``text`` column, or a folder of them) or the bundled ``python-docs`` corpus
-  (the standard library's ``pydoc_data`` topics, ~65k words of public documentation).
+  ``.parquet`` with a ``text`` column, or a folder of them), the bundled ``python-docs`` corpus
+  (the standard library's ``pydoc_data`` topics, ~65k words of public documentation), or
+  ``default-model[:N]``: N (default 32) texts of 128 tokens sampled from whyllm's default model,
+  Gemma 3 270M.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from pathlib import Path
 from whyllm.errors import InputError, UnknownMethodError
 
 __all__ = [
-    "SPECIALS", "TASKS", "Dataset", "bundled_corpus", "make_dataset", "read_texts", "text_tokenizer",
+    "SPECIALS",
+    "TASKS",
+    "Dataset",
+    "bundled_corpus",
+    "make_dataset",
+    "read_texts",
+    "text_tokenizer",
     "word_tokenizer",
 ]
 
@@ -37,7 +45,25 @@ PAD, BOS, EOS, UNK = 0, 1, 2, 3
 N_WORDS = 62  # vocabulary of the synthetic tasks (the induction recipe's)
 MIN_BLOCK, MAX_BLOCK = 4, 31
 N_PAIRS, N_KEYS = 8, 26
-CORPORA = ("python-docs",)
+CORPORA = ("python-docs", "default-model")
+_OPENERS = (
+    "Once upon a time",
+    "The history of the city",
+    "In the morning, she",
+    "Scientists have found that",
+    "The recipe calls for",
+    "He opened the door and",
+    "The best way to learn",
+    "Dear friend,",
+    "The river ran",
+    "In 1905,",
+    "The old man said",
+    "Our team",
+    "The weather today",
+    "It was late when",
+    "The first rule of",
+    "Every child knows",
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +90,9 @@ class Dataset:
 def _fast(tok) -> object:
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>", unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
 
 
 def _with_bos(tok) -> None:
@@ -93,8 +120,12 @@ def text_tokenizer(texts: Sequence[str], vocab_size: int = 2048):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
     _with_bos(tok)
     return _fast(tok)
@@ -128,8 +159,11 @@ def _recall(rng: random.Random, seq_len: int) -> list[int]:
 _SYNTHETIC = {
     "induction": (_induction, 65, [f"w{i:02d}" for i in range(N_WORDS)]),
     "copy": (_copy, 2 * MAX_BLOCK + 3, [*(f"w{i:02d}" for i in range(N_WORDS)), "="]),
-    "recall": (_recall, 2 * N_PAIRS + 5,
-               ["?", *(f"k{i:02d}" for i in range(N_KEYS)), *(f"v{i:02d}" for i in range(N_KEYS))]),
+    "recall": (
+        _recall,
+        2 * N_PAIRS + 5,
+        ["?", *(f"k{i:02d}" for i in range(N_KEYS)), *(f"v{i:02d}" for i in range(N_KEYS))],
+    ),
 }
 _MIN_LEN = {"induction": 2 * MAX_BLOCK + 2, "copy": 2 * MAX_BLOCK + 3, "recall": 2 * N_PAIRS + 5}
 
@@ -140,10 +174,19 @@ def _synthetic(task: str, n: int, n_eval: int, seed: int, seq_len: int | None) -
     if seq_len < _MIN_LEN[task]:
         raise InputError(f"seq_len {seq_len} is too short for the {task} task; use at least {_MIN_LEN[task]}")
     rng, held = random.Random(seed), random.Random(seed + 1_000_003)
-    info = {"kind": "synthetic", "task": task, "vocabulary": len(words), "seq_len": seq_len,
-            "generator": f"random.Random(seed={seed}); held-out set random.Random({seed + 1_000_003})"}
-    return Dataset([make(rng, seq_len) for _ in range(n)], [make(held, seq_len) for _ in range(n_eval)],
-                   word_tokenizer(words), info)
+    info = {
+        "kind": "synthetic",
+        "task": task,
+        "vocabulary": len(words),
+        "seq_len": seq_len,
+        "generator": f"random.Random(seed={seed}); held-out set random.Random({seed + 1_000_003})",
+    }
+    return Dataset(
+        [make(rng, seq_len) for _ in range(n)],
+        [make(held, seq_len) for _ in range(n_eval)],
+        word_tokenizer(words),
+        info,
+    )
 
 
 # ---- text -------------------------------------------------------------------------------------
@@ -156,6 +199,41 @@ def bundled_corpus(name: str = "python-docs") -> list[str]:
     return [topics[k] for k in sorted(topics)]
 
 
+def model_corpus(n_docs: int = 32, *, new_tokens: int = 128, seed: int = 0, model=None) -> list[str]:
+    """Texts sampled from a model (default: whyllm's bundled Gemma 3 270M), seeded.
+
+    Each text continues one of a few everyday openings (temperature 1, top-p 0.95), so the corpus
+    is the model's own language, made offline.
+    """
+    import torch
+
+    from whyllm.model.load import load_model
+
+    m = model or load_model(progress=False)
+    tok = m.tokenizer
+    prompts = [_OPENERS[i % len(_OPENERS)] for i in range(n_docs)]
+    side, tok.padding_side = tok.padding_side, "left"
+    texts: list[str] = []
+    try:
+        torch.manual_seed(seed)
+        for i in range(0, n_docs, 32):
+            batch = tok(prompts[i : i + 32], return_tensors="pt", padding=True).to(m.device)
+            with torch.no_grad():
+                out = m.hf.generate(
+                    **batch,
+                    do_sample=True,
+                    top_p=0.95,
+                    temperature=1.0,
+                    top_k=0,
+                    max_new_tokens=new_tokens,
+                    pad_token_id=tok.pad_token_id,
+                )
+            texts += tok.batch_decode(out, skip_special_tokens=True)
+    finally:
+        tok.padding_side = side
+    return texts
+
+
 def _read_file(path: Path) -> list[str]:
     suffix = path.suffix.lower()
     try:
@@ -165,8 +243,10 @@ def _read_file(path: Path) -> list[str]:
                 if line.strip():
                     row = json.loads(line)
                     if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                        raise InputError(f"{str(path)!r} line {n} has no string field 'text'; each JSONL "
-                                         'line must be an object like {"text": "..."}')
+                        raise InputError(
+                            f"{str(path)!r} line {n} has no string field 'text'; each JSONL "
+                            'line must be an object like {"text": "..."}'
+                        )
                     docs.append(row["text"])
             return docs
         if suffix == ".parquet":
@@ -189,21 +269,45 @@ def read_texts(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"the data path {str(path)!r} does not exist; give a .txt, .jsonl or .parquet "
-                         "file or a folder of them")
+        raise InputError(
+            f"the data path {str(path)!r} does not exist; give a .txt, .jsonl or .parquet "
+            "file or a folder of them"
+        )
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     files = [p for p in files if p.suffix.lower() in (".txt", ".jsonl", ".parquet", ".md", "")]
     docs = [d for f in files for d in _read_file(f) if d.strip()]
     if not docs:
-        raise InputError(f"the corpus {str(path)!r} has no text ({len(files)} readable file(s), all empty); "
-                         "give files with some text")
+        raise InputError(
+            f"the corpus {str(path)!r} has no text ({len(files)} readable file(s), all empty); "
+            "give files with some text"
+        )
     return docs
 
 
-def _text(data: str | None, n: int | None, n_eval: int, seed: int, seq_len: int | None,
-          vocab_size: int, tokenizer=None) -> Dataset:
+def _text(
+    data: str | None,
+    n: int | None,
+    n_eval: int,
+    seed: int,
+    seq_len: int | None,
+    vocab_size: int,
+    tokenizer=None,
+) -> Dataset:
     seq_len = seq_len or 128
-    if data is None or data in CORPORA:
+    if data is not None and data.split(":")[0] == "default-model":
+        count = data.partition(":")[2]
+        if count and not count.isdigit():
+            raise InputError(f"--data {data!r}: write default-model or default-model:N (N texts)")
+        n_docs = int(count or 32)
+        docs = model_corpus(n_docs, seed=seed)
+        source = {
+            "corpus": "default-model",
+            "model": "gemma-3-270m",
+            "texts": n_docs,
+            "new_tokens": 128,
+            "sampling": f"temperature 1, top-p 0.95, torch seed {seed}",
+        }
+    elif data is None or data in CORPORA:
         name = data or "python-docs"
         docs, source = bundled_corpus(name), {"corpus": name}
     else:
@@ -213,24 +317,41 @@ def _text(data: str | None, n: int | None, n_eval: int, seed: int, seq_len: int 
     for ids in tok(docs, add_special_tokens=False)["input_ids"]:
         stream += [*ids, EOS]
     width = seq_len - 1
-    chunks = [[BOS, *stream[i:i + width]] for i in range(0, len(stream) - width + 1, width)]
+    chunks = [[BOS, *stream[i : i + width]] for i in range(0, len(stream) - width + 1, width)]
     if len(chunks) < 2:
-        raise InputError(f"the corpus has {len(stream)} tokens, too few for two {seq_len}-token examples; "
-                         "give more text or a shorter --seq-len")
+        raise InputError(
+            f"the corpus has {len(stream)} tokens, too few for two {seq_len}-token examples; "
+            "give more text or a shorter --seq-len"
+        )
     random.Random(seed).shuffle(chunks)
     n_eval = min(n_eval, max(1, len(chunks) // 10))
     held, train = chunks[:n_eval], chunks[n_eval:]
     if n is not None:
         train = train[:n]
-    info = {"kind": "text", **source, "documents": len(docs), "tokens": len(stream), "seq_len": seq_len,
-            "vocab_size": len(tok), "tokenizer": "trained BPE" if tokenizer is None else "given",
-            "split": f"chunks shuffled with random.Random({seed}); first {n_eval} held out"}
+    info = {
+        "kind": "text",
+        **source,
+        "documents": len(docs),
+        "tokens": len(stream),
+        "seq_len": seq_len,
+        "vocab_size": len(tok),
+        "tokenizer": "trained BPE" if tokenizer is None else "given",
+        "split": f"chunks shuffled with random.Random({seed}); first {n_eval} held out",
+    }
     return Dataset(train, held, tok, info)
 
 
-def make_dataset(task: str, *, data: str | None = None, n_examples: int | None = None, n_eval: int = 64,
-                 seed: int = 0, seq_len: int | None = None, vocab_size: int = 2048,
-                 tokenizer=None) -> Dataset:
+def make_dataset(
+    task: str,
+    *,
+    data: str | None = None,
+    n_examples: int | None = None,
+    n_eval: int = 64,
+    seed: int = 0,
+    seq_len: int | None = None,
+    vocab_size: int = 2048,
+    tokenizer=None,
+) -> Dataset:
     """Build the examples of ``task`` (see the module docstring).
 
     Args:

@@ -77,3 +77,16 @@ def test_bad_inputs(tmp_path):
         make_dataset("induction", data="x.txt")
     with pytest.raises(InputError, match="too short"):
         make_dataset("induction", seq_len=20)
+
+
+def test_model_corpus_samples_seeded_texts(tiny):
+    from whyllm.training.data import _OPENERS, model_corpus
+
+    model = tiny("gemma3_text")
+    side = model.tokenizer.padding_side
+    a = model_corpus(3, new_tokens=5, seed=1, model=model)
+    assert len(a) == 3 and all(t.startswith(o) for t, o in zip(a, _OPENERS, strict=False))
+    assert a == model_corpus(3, new_tokens=5, seed=1, model=model)
+    assert model.tokenizer.padding_side == side  # restored
+    with pytest.raises(InputError, match="default-model:N"):
+        make_dataset("text", data="default-model:many")
