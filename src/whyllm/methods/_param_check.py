@@ -20,16 +20,27 @@ from torch import Tensor, nn
 
 from whyllm.model.base import Model
 
-__all__ = ["Variant", "measure", "metric", "pearson", "ranks", "scaled", "zeroed"]
+__all__ = [
+    "Variant", "from_logits", "last_logits", "measure", "metric", "pearson", "ranks", "scaled", "zeroed",
+]
+
+
+def last_logits(model: Model, ids: Tensor) -> Tensor:
+    """Logits at the last position of each row, ``(batch, vocab)`` float32 (only that row is unembedded)."""
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
+    return model.hf(input_ids=ids, use_cache=False, **keep).logits[:, -1].float()
+
+
+def from_logits(logits: Tensor, tid: int, fid: int | None) -> Tensor:
+    """Target log-prob (or target - foil logit) of each row of ``(batch, vocab)`` logits: ``(batch,)``."""
+    if fid is None:
+        return logits.log_softmax(-1)[:, tid]
+    return logits[:, tid] - logits[:, fid]
 
 
 def metric(model: Model, ids: Tensor, tid: int, fid: int | None) -> Tensor:
     """Target log-prob (or target - foil logit) at the last position of each row: ``(batch,)``."""
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
-    logits = model.hf(input_ids=ids, use_cache=False, **keep).logits[:, -1].float()  # (batch, vocab)
-    if fid is None:
-        return logits.log_softmax(-1)[:, tid]
-    return logits[:, tid] - logits[:, fid]
+    return from_logits(last_logits(model, ids), tid, fid)
 
 
 @dataclass

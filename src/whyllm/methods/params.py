@@ -25,8 +25,17 @@ import torch
 from torch import Tensor, nn
 
 from whyllm.errors import InputError
-from whyllm.methods._internals import default_token, token_id
-from whyllm.methods._param_check import Variant, measure, metric, pearson, ranks, scaled, zeroed
+from whyllm.methods._internals import token_id
+from whyllm.methods._param_check import (
+    Variant,
+    from_logits,
+    last_logits,
+    measure,
+    pearson,
+    ranks,
+    scaled,
+    zeroed,
+)
 from whyllm.model.base import Model
 from whyllm.model.hooks import raw_hooks
 from whyllm.results.base import meta
@@ -188,9 +197,13 @@ def _module_rows(mod: nn.Module, x: Tensor, y: Tensor, gy: Tensor, per_in: bool)
     return _Stats(rows.cpu(), None if cols is None else cols.cpu())
 
 
-def _attribute(model: Model, ids: Tensor, tid: int, fid: int | None,
-               groups: list[Group]) -> tuple[float, dict[int, _Stats]]:
-    """One forward and one backward (to activations and small parameters only): per-parameter scores."""
+def _attribute(model: Model, ids: Tensor, tid: int | None, fid: int | None,
+               groups: list[Group]) -> tuple[float, dict[int, _Stats], int]:
+    """One forward and one backward (to activations and small parameters only): per-parameter scores.
+
+    ``tid=None`` explains the top prediction of that same forward pass. Returns the metric's value,
+    the scores and the target id.
+    """
     ad = model.adapter
     need_in = {id(ad.part(i, p)) for i in range(ad.n_layers) for p in ("attn_o", "mlp_down")}
     entries = [(n, p, m) for g in groups for n, p, m in g.params]
@@ -200,7 +213,9 @@ def _attribute(model: Model, ids: Tensor, tid: int, fid: int | None,
             users[mod] = None
     small = [p for n, p, m in entries if not (n == "weight" and _linear_like(m))]
     with _requires_grad(small), torch.enable_grad(), _recording(list(users)) as rec:
-        value = metric(model, ids, tid, fid)[0]
+        logits = last_logits(model, ids)  # (1, vocab)
+        tid = int(logits[0].detach().argmax()) if tid is None else tid
+        value = from_logits(logits, tid, fid)[0]
         mods = [m for m in users if m in rec and rec[m][1].requires_grad]
         grads = torch.autograd.grad(value, [rec[m][1] for m in mods] + small, allow_unused=True)
     stats: dict[int, _Stats] = {}
@@ -215,7 +230,7 @@ def _attribute(model: Model, ids: Tensor, tid: int, fid: int | None,
         stats[id(p)] = _Stats(prod.flatten(1).sum(1) if prod.dim() > 1 else prod)
     for _, p, _ in entries:
         stats.setdefault(id(p), _Stats(torch.zeros(p.shape[0] if p.dim() else 1)))
-    return float(value.detach()), stats
+    return float(value.detach()), stats, tid
 
 
 def _rows(model: Model, groups: list[Group], stats: dict[int, _Stats], k: int) -> list[ParamUnit]:
@@ -313,16 +328,9 @@ def _notes(groups: list[ParamGroup], stats: dict, checked: bool) -> list[str]:
     return notes
 
 
-def _resolve(model: Model, ids: Tensor, target: str | None, foil: str | None) -> tuple[str, int, int | None]:
-    if target is None:
-        with torch.no_grad():
-            target, tid = default_token(model, model.hf(input_ids=ids, use_cache=False).logits[0, -1])
-    else:
-        tid = token_id(model, target)
-    fid = token_id(model, foil, "foil") if foil is not None else None
+def _same_token(tid: int | None, fid: int | None, target: str | None, foil: str | None) -> None:
     if fid is not None and fid == tid:
         raise InputError(f"the foil {foil!r} is the same token as the target {target!r}; choose another")
-    return target, tid, fid
 
 
 def params(
@@ -357,10 +365,15 @@ def params(
     if not isinstance(epsilon, float | int) or not 0 < epsilon < 1:
         raise InputError(f"epsilon must be between 0 and 1 (exclusive), got {epsilon!r}")
     ids = model.encode(prompt)  # (1, pos)
-    target, tid, fid = _resolve(model, ids, target, foil)
+    tid = token_id(model, target) if target is not None else None
+    fid = token_id(model, foil, "foil") if foil is not None else None
+    _same_token(tid, fid, target, foil)
     groups = parameter_groups(model)
     t0 = time.perf_counter()
-    value, stats = _attribute(model, ids, tid, fid, groups)
+    value, stats, tid = _attribute(model, ids, tid, fid, groups)
+    if target is None:  # the model's top prediction, from the same forward pass
+        target = model.token_texts([tid])[0]
+        _same_token(tid, fid, target, foil)
     scores = [(sum(stats[id(p)].total for _, p, _ in g.params),
                sum(stats[id(p)].abs_total for _, p, _ in g.params)) for g in groups]
     rows, neurons = _rows(model, groups, stats, top_k), _units(model, stats, "neuron", top_k)

@@ -118,12 +118,23 @@ def test_foil_metric_is_the_logit_difference(tiny):
     assert res.value == pytest.approx(float(logits[res.target_id] - logits[res.foil_id]), abs=1e-4)
 
 
+def test_default_target_is_the_top_prediction(tiny):
+    model = tiny("phi3")
+    res = params(model, PROMPT, check=False)
+    with torch.no_grad():
+        top = int(model.hf(input_ids=model.encode(PROMPT)).logits[0, -1].argmax())
+    assert res.target_id == top and res.target == res.target_token
+    with torch.no_grad():
+        value = float(metric(model, model.encode(PROMPT), top, None)[0])
+    assert res.value == pytest.approx(value, abs=1e-5)
+
+
 def test_no_hooks_grads_or_weight_changes_left_behind(tiny):
     model = tiny("gpt2")
     before = {n: p.clone() for n, p in model.hf.named_parameters()}
     flags = {n: p.requires_grad for n, p in model.hf.named_parameters()}
     params(model, PROMPT, target=TARGET, top_k=3)
-    with mock.patch.object(pm, "metric", side_effect=RuntimeError("boom")), pytest.raises(RuntimeError):
+    with mock.patch.object(pm, "last_logits", side_effect=RuntimeError("boom")), pytest.raises(RuntimeError):
         params(model, PROMPT, target=TARGET)
     with mock.patch("whyllm.methods._param_check.metric", side_effect=RuntimeError("boom")), \
             pytest.raises(RuntimeError):
