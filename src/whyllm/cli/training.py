@@ -67,7 +67,8 @@ def train(
     data: Annotated[
         str | None,
         typer.Option(
-            help="For --task text: a .txt/.jsonl/.parquet file, a folder of them, or python-docs (bundled)."
+            help="For --task text: a .txt/.jsonl/.parquet file, a folder of them, python-docs (bundled) "
+             "or default-model:N (N texts sampled from Gemma 3 270M)."
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help=", ".join(PRESETS) + ".")] = "tiny",

@@ -194,6 +194,15 @@ def _phase_text(p: dict[str, Any]) -> str:
     )
 
 
+def _induction_text(r: EmergeResult) -> str:
+    last = r.checkpoints[-1]["induction"]
+    if r.induction_head is None:
+        lay, h, v = _best(last)
+        return f"no induction head (highest induction score {v:.2f}, L{lay}.H{h})"
+    lay, h = r.induction_head
+    return f"induction head: L{lay}.H{h} (induction score {last[lay][h]:.2f} at the last checkpoint)"
+
+
 def _ablation_rows(r: EmergeResult, n: int = 8) -> list[dict[str, Any]]:
     return sorted(r.ablation, key=lambda a: a["in_context_accuracy"])[:n]
 
@@ -234,8 +243,7 @@ def _(r: EmergeResult) -> RenderableType:
     out += [Text(_phase_text(p), style="bold") for p in r.phase_changes] or [
         Text("no phase change found", style="dim")
     ]
-    layer, head = r.induction_head
-    out.append(Text(f"induction head: L{layer}.H{head}"))
+    out.append(Text(_induction_text(r)))
     for c in (r.checkpoints[0], r.checkpoints[-1]) if len(r.checkpoints) > 1 else r.checkpoints[-1:]:
         lens = ", ".join(f"{n} {p:.2f}" for n, p in zip(r.layer_names, c["lens"], strict=True))
         parts = ", ".join(f"{n} {c['components'][n]:+.2f}" for n in _top_parts([c], 4))
@@ -295,7 +303,6 @@ def _(r: EmergeResult) -> str:
         f"<td>{g['in_context_accuracy']:.3f}</td></tr>"
         for g in r.group_ablation
     )
-    layer, head = r.induction_head
     parts = {
         n: [(c["step"], c["components"].get(n, 0.0)) for c in r.checkpoints]
         for n in _top_parts(list(r.checkpoints))
@@ -316,7 +323,7 @@ def _(r: EmergeResult) -> str:
         f"{_xy_svg(top, title='induction score per head', marks=marks, y_max=1.0)}"
         f"{_xy_svg(topp, title='previous-token score per head', marks=marks, y_max=1.0)}"
         f"{_xy_svg(parts, title='direct contribution to the target logit', marks=marks)}"
-        f"<h2>Phase changes</h2><ul>{phases}</ul><p>induction head: L{layer}.H{head}</p>"
+        f"<h2>Phase changes</h2><ul>{phases}</ul><p>{esc(_induction_text(r))}</p>"
         f"<h2>Logit lens: p(target) after each layer</h2><div class='scroll'><table><tr><th>step</th>"
         f"{lens_head}</tr>{lens_rows}</table></div>"
         + (

@@ -204,21 +204,22 @@ class EmergeResult(Result):
         return [c[name] for c in self.checkpoints]
 
     @property
-    def induction_head(self) -> tuple[int, int]:
-        """``(layer, head)`` of the induction head.
+    def induction_head(self) -> tuple[int, int] | None:
+        """``(layer, head)`` of the induction head, or ``None`` when no head qualifies.
 
         The head whose induction score rose most in the largest phase change; without one, the head
-        with the highest induction score at the last checkpoint.
+        with the highest induction score at the last checkpoint if that score is at least 0.3.
         """
         for phase in sorted(self.phase_changes, key=lambda p: p["after"] - p["before"]):
             for h in phase["heads"]:
                 if h["role"] == "induction":
                     return h["layer"], h["head"]
         grid = self.checkpoints[-1]["induction"]
-        return max(
+        best = max(
             ((lay, h) for lay, row in enumerate(grid) for h in range(len(row))),
             key=lambda lh: grid[lh[0]][lh[1]],
         )
+        return best if grid[best[0]][best[1]] >= 0.3 else None
 
     def _doc(self) -> dict[str, Any]:
         cks = []
@@ -256,7 +257,7 @@ class EmergeResult(Result):
             "layer_names": list(self.layer_names),
             "checkpoints": cks,
             "phase_changes": phases,
-            "induction_head": list(self.induction_head),
+            "induction_head": list(self.induction_head) if self.induction_head else None,
             "ablation": ablation,
             "group_ablation": groups,
             "seconds": [_r(s, 4) for s in self.seconds],

@@ -136,7 +136,9 @@ def detect_phase_changes(
 
     The steepest drop per step between consecutive checkpoints is widened to the neighbouring
     intervals that fall at least a third as fast; it counts when it falls by ``min_drop`` and by a
-    fifth of the curve's range. Other drops at least half as steep are reported too. A head
+    fifth of the curve's range, and falls at least twice as fast as the interval before the window
+    (so the fast fall straight after random initialisation is not one). Other drops at least half
+    as steep are reported too. A head
     "formed" when its induction or previous-token score rose by ``min_rise`` from the checkpoint
     before the window to its end.
     """
@@ -155,7 +157,9 @@ def detect_phase_changes(
         while b + 1 < len(rate) and b + 1 not in used and rate[b + 1] >= rate[i] / 3:
             b += 1
         drop = values[a] - values[b + 1]
-        if drop < max(min_drop, 0.2 * span):
+        # a phase change is a sudden acceleration: at least twice as steep as the interval before
+        # it (the first interval, straight after random initialisation, has nothing to compare to)
+        if drop < max(min_drop, 0.2 * span) or a == 0 or rate[i] < 2 * max(rate[a - 1], 0.0):
             continue
         used.update(range(a, b + 1))
         base = max(a - 1, 0)  # heads often start forming one checkpoint before the drop

@@ -115,3 +115,10 @@ def test_bad_inputs(tiny_run, tmp_path):
         emerge(out, target=" w01")
     with pytest.raises(InputError, match="no checkpoint for step"):
         emerge(out, steps=[5])
+
+
+def test_the_fall_after_initialisation_is_no_phase_change():
+    steps = [0, 50, 100, 150, 200]
+    values = [7.6, 6.0, 5.1, 4.7, 4.5]  # fastest at the start, then slower and slower
+    flat = [[0.05]]
+    assert detect_phase_changes(steps, values, [flat] * 5, [flat] * 5) == []
