@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from whyllm.cli._app import HtmlOpt, JsonOpt, PngOpt, command, emit, err_console
+from whyllm.cli._app import DeviceOpt, HtmlOpt, JsonOpt, PngOpt, command, emit, err_console
 from whyllm.training.presets import PRESETS
 
 
@@ -68,7 +68,7 @@ def train(
         str | None,
         typer.Option(
             help="For --task text: a .txt/.jsonl/.parquet file, a folder of them, python-docs (bundled) "
-             "or default-model:N (N texts sampled from Gemma 3 270M)."
+            "or default-model:N (N texts sampled from Gemma 3 270M)."
         ),
     ] = None,
     preset: Annotated[str, typer.Option(help=", ".join(PRESETS) + ".")] = "tiny",
@@ -89,6 +89,7 @@ def train(
     ] = None,
     vocab_size: Annotated[int, typer.Option(help="BPE vocabulary for --task text.")] = 2048,
     threads: Annotated[int, typer.Option(help="CPU threads (1 suits tiny models).")] = 1,
+    device: DeviceOpt = "cpu",
     json: JsonOpt = False,
     html: HtmlOpt = None,
     png: PngOpt = None,
@@ -113,6 +114,7 @@ def train(
             n_examples=examples,
             vocab_size=vocab_size,
             threads=threads,
+            device=device,
             progress=progress,
         )
     _outputs(res, json, html, png)
@@ -131,6 +133,7 @@ def emerge(
     ] = None,
     ablate: Annotated[bool, typer.Option(help="Zero each head at the last checkpoint.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads (1 suits tiny models).")] = 1,
+    device: DeviceOpt = "cpu",
     json: JsonOpt = False,
     html: HtmlOpt = None,
     png: PngOpt = None,
@@ -146,6 +149,7 @@ def emerge(
             steps=step,
             ablate=ablate,
             threads=threads,
+            device=device,
             progress=progress,
         )
     _outputs(res, json, html, png)

@@ -196,10 +196,10 @@ def _default_prompt(run: dict[str, Any], held: list[list[int]], tok) -> tuple[st
     return tok.decode(ids[1:cut]), tok.decode([ids[cut]])
 
 
-def _load(path: Path) -> Model:
+def _load(path: Path, device: str = "cpu") -> Model:
     from whyllm.model.load import load_model
 
-    return load_model(path, progress=False)
+    return load_model(path, device=device, progress=False)
 
 
 def _analyse(model: Model, prompt: str, target: str, held: torch.Tensor, seed: int) -> dict[str, Any]:
@@ -238,6 +238,7 @@ def emerge(
     steps: list[int] | None = None,
     ablate: bool = True,
     threads: int | None = 1,
+    device: str = "cpu",
     progress: Progress | None = None,
 ) -> EmergeResult:
     """Run whyllm's analyses over every checkpoint of ``run_dir`` and find the phase changes.
@@ -249,6 +250,7 @@ def emerge(
         steps: only these checkpoint steps (default all).
         ablate: zero each head at the last checkpoint and measure the held-out figures.
         threads: ``torch.set_num_threads`` while analysing (1 suits tiny models); ``None`` leaves it.
+        device: where to load each checkpoint (``cpu``, ``cuda``, ``auto``).
         progress: called with ``(checkpoints done, total)``.
 
     Returns:
@@ -258,12 +260,12 @@ def emerge(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _emerge(Path(run_dir), prompt, target, steps, ablate, progress)
+        return _emerge(Path(run_dir), prompt, target, steps, ablate, progress, device)
     finally:
         torch.set_num_threads(old)
 
 
-def _emerge(run_dir: Path, prompt, target, steps, ablate, progress) -> EmergeResult:
+def _emerge(run_dir: Path, prompt, target, steps, ablate, progress, device="cpu") -> EmergeResult:
     found = rd.checkpoints(run_dir)
     run = rd.read_run(run_dir)
     if steps is not None:
@@ -275,7 +277,7 @@ def _emerge(run_dir: Path, prompt, target, steps, ablate, progress) -> EmergeRes
     rows, timings, ablation, model = [], [], [], None
     for k, (step, path) in enumerate(found):
         t = time.perf_counter()
-        model = _load(path)
+        model = _load(path, device)
         if k == 0 and prompt is None:
             if target is not None:
                 raise InputError("give --prompt with --target (the default prompt picks its own target)")

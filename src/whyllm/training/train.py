@@ -89,8 +89,9 @@ def evaluate_batch(model: torch.nn.Module, ids: torch.Tensor, *, chunk: int = 64
     sums = torch.zeros(4)  # loss, correct (all); loss, correct (second half)
     counts = torch.zeros(2)
     half = ids.shape[1] // 2
+    device = next(model.parameters()).device
     with torch.no_grad():
-        for part in ids.split(chunk):
+        for part in ids.to(device).split(chunk):
             logits = model(input_ids=part, use_cache=False).logits[:, :-1].float()  # (batch, pos-1, vocab)
             gold = part[:, 1:]
             loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), gold, reduction="none")
@@ -99,9 +100,9 @@ def evaluate_batch(model: torch.nn.Module, ids: torch.Tensor, *, chunk: int = 64
             late = mask.clone()
             late[:, : half - 1] = False  # predictions of positions >= half
             for k, m in enumerate((mask, late)):
-                sums[2 * k] += loss[m].sum()
-                sums[2 * k + 1] += right[m].sum()
-                counts[k] += m.sum()
+                sums[2 * k] += loss[m].sum().item()
+                sums[2 * k + 1] += right[m].sum().item()
+                counts[k] += m.sum().item()
     c = counts.clamp(min=1)
     return {"loss": float(sums[0] / c[0]), "accuracy": float(sums[1] / c[0]),
             "in_context_loss": float(sums[2] / c[1]), "in_context_accuracy": float(sums[3] / c[1])}
@@ -148,7 +149,7 @@ def _load(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     with transformers_quiet():
         model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager")
-    state = torch.load(path / "training_state.pt", weights_only=True)
+    state = torch.load(path / "training_state.pt", weights_only=True, map_location="cpu")
     history = json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
     return model, {"state": state, "history": history}
 
@@ -172,6 +173,7 @@ def train(
     vocab_size: int = 2048,
     exclude: Iterable[int] = (),
     threads: int | None = 1,
+    device: str = "cpu",
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train a causal LM from random initialisation and checkpoint it into ``out``.
@@ -197,6 +199,8 @@ def train(
         vocab_size: BPE vocabulary size for ``text``.
         exclude: example indices to leave out (retraining for training-data attribution).
         threads: ``torch.set_num_threads`` while training (1 suits tiny models); ``None`` leaves it.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (not part of the run's settings: a run
+            may resume on another device).
         progress: called after every step with ``(step, steps, stats)``.
 
     Returns:
@@ -217,17 +221,20 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _run(out, want, steps, progress)
+        from whyllm.model.load import _resolve_device
+
+        return _run(out, want, steps, progress, torch.device(_resolve_device(device)))
     finally:
         torch.set_num_threads(old_threads)
 
 
 def retrain(run_dir: str | Path, *, out: str | Path, exclude: Iterable[int] = (), steps: int | None = None,
-            progress: Progress | None = None) -> TrainResult:
+            device: str = "cpu", progress: Progress | None = None) -> TrainResult:
     """Train again with ``run_dir``'s settings minus the examples ``exclude`` (same init, same order)."""
     args = dict(rd.read_run(run_dir)["args"])
     args["exclude"] = set(args["exclude"]) | set(exclude)
-    return train(**args, out=out, steps=steps or rd.read_run(run_dir)["steps"], progress=progress)
+    return train(**args, out=out, steps=steps or rd.read_run(run_dir)["steps"], progress=progress,
+                 device=device)
 
 
 def _prepare(out: Path, want: dict[str, Any], steps: int) -> tuple[dict[str, Any], Dataset, Path | None, int]:
@@ -299,7 +306,8 @@ def _result(out: Path, run: dict[str, Any], history: dict[str, Any], n_params: i
     )
 
 
-def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None) -> TrainResult:
+def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None,
+         device: torch.device) -> TrainResult:
     wall = time.perf_counter()
     run, ds, path, start = _prepare(out, want, steps)
     preset = get_preset(run["preset"])
@@ -312,6 +320,7 @@ def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None)
         if preset.d_mlp == 0:
             freeze_mlps_(model)
         history = {k: saved["history"][k] for k in ("train_loss", "evals")}
+    model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=run["lr"], weight_decay=run["weight_decay"])
     warm = run["warmup"]
@@ -321,7 +330,8 @@ def _run(out: Path, want: dict[str, Any], steps: int, progress: Progress | None)
         sched.load_state_dict(saved["state"]["scheduler"])
         torch.set_rng_state(saved["state"]["rng"])
     n_params = sum(p.numel() for p in trainable)
-    data, held = torch.tensor(ds.examples), torch.tensor(ds.eval_examples)  # (examples, pos)
+    data = torch.tensor(ds.examples, device=device)  # (examples, pos)
+    held = torch.tensor(ds.eval_examples, device=device)
     sampler = _Sampler(len(ds.examples), run["batch_size"], run["seed"], run["exclude"])
     session = {"start": start, "tokens": 0, "train_s": 0.0, "checkpoint_s": 0.0, "eval_s": 0.0}
 

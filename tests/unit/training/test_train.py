@@ -174,3 +174,11 @@ def test_every_family_trains_and_loads(tmp_path, family):
     assert len(ind) == 2 and len(ind[0]) == 4 and all(0 <= x <= 1 for row in ind + prev for x in row)
     mlp = [p for p in model.adapter.part(0, "mlp").parameters()]
     assert all(not p.detach().any() for p in mlp)  # attention-only: MLPs stay zero
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_cuda_without_a_gpu_is_one_clear_error(tmp_path):
+    with pytest.raises(whyllm.WhyllmError, match="no CUDA GPU"):
+        train("induction", out=tmp_path / "r", device="cuda", **TINY)
+    res = train("induction", out=tmp_path / "auto", device="auto", **{**TINY, "steps": 1})
+    assert res.completed_steps == 1
