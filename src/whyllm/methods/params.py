@@ -157,9 +157,13 @@ class _Stats:
 
 
 @contextmanager
-def _recording(mods: Sequence[nn.Module]) -> Iterator[dict[nn.Module, tuple[Tensor, Tensor]]]:
-    """Keep each module's input (detached) and output (in the graph; made a leaf if it has no history)."""
-    store: dict[nn.Module, tuple[Tensor, Tensor]] = {}
+def _recording(mods: Sequence[nn.Module], inputs: Sequence[nn.Module]) -> Iterator[dict]:
+    """Keep each module's input (detached) and output (in the graph; made a leaf if it has no history).
+
+    For the modules in ``inputs`` the input is replaced by a view of itself, kept under
+    ``("in", module)``: its gradient is then exactly the part flowing through that module.
+    """
+    store: dict = {}
 
     def make(i: int):
         def hook(mod: nn.Module, args: tuple, out: Tensor) -> Tensor:
@@ -170,16 +174,26 @@ def _recording(mods: Sequence[nn.Module]) -> Iterator[dict[nn.Module, tuple[Tens
 
         return hook
 
-    with raw_hooks(mods, make, pre=False):
+    def make_pre(i: int):
+        def pre(mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if not args or not args[0].requires_grad:
+                return None
+            x = args[0].view_as(args[0])
+            store[("in", mod)] = x
+            return (x, *args[1:]), kwargs
+
+        return pre
+
+    with raw_hooks(inputs, make_pre, pre=True), raw_hooks(mods, make, pre=False):
         yield store
 
 
-def _module_rows(mod: nn.Module, x: Tensor, y: Tensor, gy: Tensor, per_in: bool) -> _Stats:
+def _module_rows(mod: nn.Module, x: Tensor, y: Tensor, gy: Tensor, gx: Tensor | None) -> _Stats:
     """Row scores of a linear-like module's weight from activations (FINDINGS: sum g.W = sum gy . y).
 
-    Row ``i`` of a linear weight: ``sum_t gy[t, i] * (y[t, i] - b[i])``; input channel ``j``:
-    ``sum_t x[t, j] * (gy[t] @ W)[j]``; embedding row ``v``: ``sum_{t: id_t = v} gy[t] . y[t]``.
-    No weight gradient is ever formed.
+    Row ``i`` of a linear weight: ``sum_t gy[t, i] * (y[t, i] - b[i])``; input channel ``j`` (when
+    the input's gradient ``gx`` through this module is given): ``sum_t x[t, j] * gx[t, j]``;
+    embedding row ``v``: ``sum_{t: id_t = v} gy[t] . y[t]``. No weight gradient is ever formed.
     """
     gy, y = gy.float(), y.detach().float()
     if isinstance(mod, nn.Embedding):
@@ -189,11 +203,7 @@ def _module_rows(mod: nn.Module, x: Tensor, y: Tensor, gy: Tensor, per_in: bool)
     if bias is not None:
         y = y - bias.detach().float()
     rows = (gy * y).flatten(0, -2).sum(0)  # (out,)
-    cols = None
-    if per_in:
-        w = mod.weight.detach().float()
-        back = gy @ (w if _in_dim(mod) == 1 else w.T)  # (..., in)
-        cols = (x.float() * back).flatten(0, -2).sum(0)
+    cols = None if gx is None else (x.float() * gx.float()).flatten(0, -2).sum(0)  # (in,)
     return _Stats(rows.cpu(), None if cols is None else cols.cpu())
 
 
@@ -205,27 +215,31 @@ def _attribute(model: Model, ids: Tensor, tid: int | None, fid: int | None,
     the scores and the target id.
     """
     ad = model.adapter
-    need_in = {id(ad.part(i, p)) for i in range(ad.n_layers) for p in ("attn_o", "mlp_down")}
+    need_in = [ad.part(i, p) for i in range(ad.n_layers) for p in ("attn_o", "mlp_down")]
     entries = [(n, p, m) for g in groups for n, p, m in g.params]
     users: dict[nn.Module, None] = {}
     for mod in model.hf.modules():
         if _linear_like(mod) and isinstance(getattr(mod, "weight", None), nn.Parameter):
             users[mod] = None
     small = [p for n, p, m in entries if not (n == "weight" and _linear_like(m))]
-    with _requires_grad(small), torch.enable_grad(), _recording(list(users)) as rec:
+    with _requires_grad(small), torch.enable_grad(), _recording(list(users), need_in) as rec:
         logits = last_logits(model, ids)  # (1, vocab)
         tid = int(logits[0].detach().argmax()) if tid is None else tid
         value = from_logits(logits, tid, fid)[0]
         mods = [m for m in users if m in rec and rec[m][1].requires_grad]
-        grads = torch.autograd.grad(value, [rec[m][1] for m in mods] + small, allow_unused=True)
+        ins = [m for m in need_in if ("in", m) in rec]
+        grads = torch.autograd.grad(value, [rec[m][1] for m in mods] + small + [rec["in", m] for m in ins],
+                                    allow_unused=True)
+    n, k = len(mods), len(small)
+    gxs = dict(zip(ins, grads[n + k:], strict=True))
     stats: dict[int, _Stats] = {}
-    for mod, gy in zip(mods, grads[:len(mods)], strict=True):
+    for mod, gy in zip(mods, grads[:n], strict=True):
         if gy is None:
             continue
-        s = _module_rows(mod, *rec[mod], gy, id(mod) in need_in)
+        s = _module_rows(mod, *rec[mod], gy, gxs.get(mod))
         old = stats.get(id(mod.weight))  # tied weights: the embedding's and the unembedding's rows add up
         stats[id(mod.weight)] = s if old is None else _Stats(old.per_row + s.per_row, old.per_in)
-    for p, g in zip(small, grads[len(mods):], strict=True):
+    for p, g in zip(small, grads[n:n + k], strict=True):
         prod = (g.float() * p.detach().float()) if g is not None else torch.zeros(p.shape)
         stats[id(p)] = _Stats(prod.flatten(1).sum(1) if prod.dim() > 1 else prod)
     for _, p, _ in entries:
