@@ -30,7 +30,8 @@ class TrainResult(Result):
     Attributes:
         run_dir: the run directory (checkpoints, run.json, examples.jsonl).
         task / preset / family: what was trained.
-        n_params: parameters of the model (embeddings included).
+        n_params: trainable parameters (embeddings included; the frozen zero MLPs of attention-only
+            presets excluded).
         steps / completed_steps: requested and done optimizer steps; ``resumed_from``: the step this
             call started at (0 for a new run).
         batch_size / seq_len: examples per step and tokens per example.
