@@ -138,7 +138,7 @@ def _example_table(title: str, examples) -> Table:
     scale = max([abs(e.score) for e in examples] + [1e-12])
     for e in examples:
         score = Text(f"{e.score:+.3g}", style=_style(e.score, scale))
-        table.add_row(str(e.index), score, e.text.replace("\n", "↵")[:70])
+        table.add_row(str(e.index), score, e.text.replace("\n", "↵")[:100])
     return table
 
 
@@ -199,16 +199,20 @@ def plot_params(doc: dict[str, Any]):
     """Bar chart of the groups with the largest ``|g·W|`` (scale-invariant ones marked)."""
     groups = sorted(doc["groups"], key=lambda g: -abs(g["score"]))[:20]
     items = [(g["name"] + (" (scale-inv.)" if g["scale_invariant"] else ""), g["score"]) for g in groups]
-    corr = doc.get("correlation")
-    check = f"; check r = {corr:.3f}" if corr is not None else ""
-    return _barh(items, f"Parameter attribution of “{visible(doc['target_token'])}”{check}",
+    corr, n_inv = doc.get("correlation"), len(doc.get("scale_invariant", []))
+    check = f"; check r = {corr:.4f}" if corr is not None else ""
+    inv = f"\n{n_inv} scale-invariant groups (score ≈ 0 by construction) are marked" if n_inv else ""
+    return _barh(items, f"Parameter attribution of “{visible(doc['target_token'])}”{check}{inv}",
                  "gradient × weight (first-order drop if removed)")
 
 
 def plot_influence(doc: dict[str, Any]):
     """Bar chart of the top proponents and opponents."""
-    items = [(f"#{e['index']} {visible(e['text'])[:40]}", e["score"]) for e in doc["examples"]]
-    items += [(f"#{e['index']} {visible(e['text'])[:40]}", e["score"]) for e in doc["opponents"]]
+    def label(e: dict[str, Any]) -> str:  # the end of an example is usually what tells examples apart
+        text = e["text"].replace("\n", "↵")
+        return f"#{e['index']} " + (text if len(text) <= 48 else "…" + text[-47:])
+
+    items = [(label(e), e["score"]) for e in (*doc["examples"], *doc["opponents"])]
     return _barh(items, f"Training examples behind “{''.join(doc['target_tokens'])}” (TracIn)",
                  "influence on log p(target)")
 
