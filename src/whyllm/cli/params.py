@@ -88,6 +88,7 @@ def influence(
     k: Annotated[int | None, typer.Option(help="Examples removed by --verify (default --top-k).")] = None,
     seeds: Annotated[int, typer.Option(help="Random removals made by --verify (seeds 0..N-1).")] = 3,
     batch_size: Annotated[int, typer.Option(help="Training examples per forward/backward pass.")] = 64,
+    threads: Annotated[int, typer.Option(help="CPU threads (1 suits tiny models on shared cores).")] = 1,
     json: JsonOpt = False, html: HtmlOpt = None, png: PngOpt = None,
 ) -> None:
     """Training-data attribution (TracIn over the run's checkpoints): which examples raised the target."""
@@ -97,5 +98,5 @@ def influence(
         raise InputError(f"--seeds must be at least 1, got {seeds}")
     with _progress(not json, "checkpoints, then retrains") as progress:
         res = run_influence(run, prompt, target, top_k=top_k, verify=verify, k=k, seeds=tuple(range(seeds)),
-                            batch_size=batch_size, progress=progress)
+                            batch_size=batch_size, threads=threads, progress=progress)
     _emit(res, json, html, png)

@@ -251,6 +251,7 @@ def influence(
     k: int | None = None,
     seeds: Sequence[int] = (0, 1, 2),
     batch_size: int = 64,
+    threads: int | None = 1,
     progress: Progress | None = None,
 ) -> InfluenceResult:
     """Rank a training run's examples by how much they raised ``target`` after ``prompt`` (TracIn).
@@ -265,6 +266,8 @@ def influence(
         k: examples removed by ``verify`` (default ``top_k``).
         seeds: seeds of the random removals.
         batch_size: training examples per forward/backward pass.
+        threads: ``torch.set_num_threads`` while scoring (1 suits the tiny models ``whyllm train``
+            makes; ``None`` leaves it).
         progress: called with ``(done, total)`` checkpoints (then retrains).
 
     Returns:
@@ -274,13 +277,23 @@ def influence(
         InputError: no run there, fewer than two checkpoints, a tokenizer that does not match the
             run's examples, or bad arguments.
     """
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _influence(Path(run_dir), prompt, target, top_k, verify, k, seeds, batch_size, progress)
+    finally:
+        torch.set_num_threads(old)
+
+
+def _influence(run_dir: Path, prompt: str, target: str, top_k: int, verify: bool, k: int | None,
+               seeds: Sequence[int], batch_size: int, progress: Progress | None) -> InfluenceResult:
     from whyllm.model.base import check_prompt
     from whyllm.training import checkpoints, load_examples, read_run
 
     check_prompt(prompt)
     if not isinstance(top_k, int) or top_k < 1:
         raise InputError(f"top_k must be a positive integer, got {top_k!r}")
-    run_dir = Path(run_dir)
     ckpts = checkpoints(run_dir)
     if len(ckpts) < 2:
         raise InputError(f"{str(run_dir)!r} has {len(ckpts)} checkpoint; TracIn needs at least two "

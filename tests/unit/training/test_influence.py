@@ -30,6 +30,15 @@ def recall_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread on shared cores (influence() sets it itself)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _query(run, i=0):
     """Prompt and target of training example ``i``: ``k.. v.. ... ? kXX`` -> `` vYY``."""
     text = load_examples(run)[i]["text"]
