@@ -126,3 +126,13 @@ def test_cli(recall_run, tmp_path):
     assert (tmp_path / "i.png").read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(app, ["influence", "--run", str(tmp_path), "--prompt", prompt, "--target", target])
     assert bad.exit_code == 2 and "no checkpoints" in bad.output
+
+
+def test_multi_token_target_scores_every_token(recall_run):
+    prompt, target = _query(recall_run)
+    res = influence(recall_run, prompt, target + " <eos>", top_k=2)
+    assert len(res.target_ids) == 2 and res.target_tokens[1] == "<eos>"
+    final = _load(checkpoints(recall_run)[-1][1])
+    first = target_log_prob(final, prompt, target)
+    assert res.log_prob < first  # log p(value, <eos>) = log p(value) + log p(<eos> | value)
+    assert res.log_prob == pytest.approx(first + target_log_prob(final, prompt + target, " <eos>"), abs=1e-4)
