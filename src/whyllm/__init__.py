@@ -22,6 +22,7 @@ from whyllm.methods.attribution import evaluate, explain, explain_step
 from whyllm.methods.components import components
 from whyllm.methods.generate import DecodingSettings, chat_reply, generate, sample, sampling_distribution
 from whyllm.methods.lens import logit_lens
+from whyllm.methods.params import params
 from whyllm.methods.patching import attribution_patch, compare_patching, patch
 from whyllm.methods.predict import predict
 from whyllm.methods.tracing import causal_trace
@@ -30,7 +31,12 @@ from whyllm.model.chat import chat_prompt, reply_text
 from whyllm.results.attribution import AttributionResult, EvaluationResult
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
+from whyllm.results.params import InfluenceResult, ParamsResult
 from whyllm.results.predict import Candidate, PredictResult, TargetScore
+from whyllm.results.training import EmergeResult, TrainResult
+from whyllm.training.emerge import emerge
+from whyllm.training.influence import influence
+from whyllm.training.train import train
 
 __all__ = [
     "AttentionResult",
@@ -39,13 +45,16 @@ __all__ = [
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "EmergeResult",
     "EvaluationResult",
     "GenerationResult",
+    "InfluenceResult",
     "InputError",
     "LensResult",
     "Model",
     "ModelAdapter",
     "ModelLoadError",
+    "ParamsResult",
     "ParityError",
     "PatchResult",
     "PredictResult",
@@ -53,6 +62,7 @@ __all__ = [
     "SamplesResult",
     "Step",
     "TargetScore",
+    "TrainResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
@@ -65,15 +75,19 @@ __all__ = [
     "chat_reply",
     "compare_patching",
     "components",
+    "emerge",
     "evaluate",
     "explain",
     "explain_step",
     "generate",
+    "influence",
     "load_model",
     "logit_lens",
+    "params",
     "patch",
     "predict",
     "reply_text",
     "sample",
     "sampling_distribution",
+    "train",
 ]

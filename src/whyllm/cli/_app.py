@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,15 +118,29 @@ class Run:
             out_console.print(result)
 
 
+_STATS = {"loss": "loss {:.3f}", "tokens_per_s": "{:,.0f} tok/s", "flops": "{:.2e} FLOPs"}
+
+
+def _stats_text(stats: Mapping[str, float] | None) -> str:
+    if not stats:
+        return ""
+    return " · ".join(_STATS.get(k, k + " {:.4g}").format(v) for k, v in stats.items())
+
+
 @contextmanager
 def progress_bar(what: str) -> Iterator[Progress]:
     """The CLI's progress bar (transient, on stderr); yields the callback a long method takes."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task(what, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        task = bar.add_task(what, total=None, stats="")
+
+        def update(done: int, total: int, stats: Mapping[str, float] | None = None) -> None:
+            bar.update(task, completed=done, total=total, stats=_stats_text(stats))
+
+        yield update
 
 
 def _parameters(options: dict[str, tuple[Any, Any]]) -> list[inspect.Parameter]:
@@ -140,18 +154,20 @@ def _fail(e: WhyllmError) -> typer.Exit:
     return typer.Exit(2)
 
 
-def command(name: str | None = None, *, outputs: bool = True, on: typer.Typer | None = None) -> Callable:
+def command(name: str | None = None, *, outputs: bool = True, loads_model: bool = True,
+            on: typer.Typer | None = None) -> Callable:
     """Register a command (on ``on``, default the whyllm app) whose user errors end as one line and exit 2.
 
     A function whose first parameter is named ``run`` gets a :class:`Run` there, and the shared
-    loading options (plus the output options when ``outputs``) on the command line.
+    loading options (when ``loads_model``) and output options (when ``outputs``) on the command line.
     """
 
     def wrap(fn: Callable) -> Callable:
         sig = inspect.signature(fn, eval_str=True)
         params = list(sig.parameters.values())
         takes_run = bool(params) and params[0].name == "run"
-        shared = {**_LOAD_OPTIONS, **(_OUTPUT_OPTIONS if outputs else {})} if takes_run else {}
+        shared = {**(_LOAD_OPTIONS if loads_model else {}), **(_OUTPUT_OPTIONS if outputs else {})}
+        shared = shared if takes_run else {}
         own = params[1:] if takes_run else params
 
         @functools.wraps(fn)

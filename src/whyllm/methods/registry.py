@@ -21,6 +21,7 @@ from whyllm.methods.components import components
 from whyllm.methods.engine.registry import Entry, Registry
 from whyllm.methods.generate import generate, sample
 from whyllm.methods.lens import logit_lens
+from whyllm.methods.params import params
 from whyllm.methods.patching import patch
 from whyllm.methods.predict import predict
 from whyllm.methods.tracing import causal_trace
@@ -81,6 +82,8 @@ ANALYSES: Registry[Analysis] = Registry("analysis", [
               "corrupted": "When Mary and John went out, Mary gave it to"}, unit="rows"),
     Analysis("trace", causal_trace, "Causal tracing: noise the subject, restore clean states one at a "
              "time.", {"prompt": _PROMPT, "subject": "France", "samples": 2}, unit="rows"),
+    Analysis("params", params, "Which parameters drive the prediction: gradient x weight per group, row, "
+             "neuron and head, checked by real edits.", {"prompt": _PROMPT, "top_k": 3}),
 ])
 
 

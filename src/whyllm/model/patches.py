@@ -7,6 +7,7 @@ way; the hook-leak tests check that after every method, on success and on error.
 * :func:`eager_attention`: attention that materialises (and returns) its weights.
 * :func:`attention_weights`: record those weights per layer.
 * :func:`frozen`: parameters without gradients (input gradients only) and, on CPU, the math SDPA kernel.
+* :func:`requires_grad`: some parameters with gradients (parameter attribution).
 * :func:`block_calls`: record every block's input and the other arguments the model calls it with.
 * :func:`on_every_block`: call a function before every block runs (progress, cancellation).
 * :func:`checkpointing`: activation (gradient) checkpointing, trading compute for memory in training.
@@ -23,7 +24,10 @@ from whyllm.errors import UnsupportedModelError
 from whyllm.model.base import Model
 from whyllm.model.hooks import intervene, raw_hooks
 
-__all__ = ["attention_weights", "block_calls", "checkpointing", "eager_attention", "frozen", "on_every_block"]
+__all__ = [
+    "attention_weights", "block_calls", "checkpointing", "eager_attention", "frozen", "on_every_block",
+    "requires_grad",
+]
 
 
 @contextmanager
@@ -98,6 +102,19 @@ def frozen(model: Model) -> Iterator[None]:
     finally:
         for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
+
+
+@contextmanager
+def requires_grad(params: Sequence[nn.Parameter], flag: bool = True) -> Iterator[None]:
+    """Set ``requires_grad`` of ``params`` to ``flag`` for the block; restore each one's own after."""
+    old = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(flag)
+        yield
+    finally:
+        for p, r in zip(params, old, strict=True):
+            p.requires_grad_(r)
 
 
 @contextmanager

@@ -70,7 +70,7 @@ class Job:
         if self._cancel.is_set():
             raise Cancelled(f"{self.kind} job {self.id} was cancelled")
 
-    def progress(self, done: int, total: int) -> None:
+    def progress(self, done: int, total: int, _stats: object = None) -> None:
         """The analysis's ``progress(done, total)`` callback: record it, and stop here if cancelled."""
         self.done, self.total = int(done), int(total)
         self.check()

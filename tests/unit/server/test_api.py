@@ -202,10 +202,14 @@ def test_lens_grid_of_a_long_prompt_is_capped(client):
 
 
 def test_non_finite_numbers_become_null():
+    from whyllm.results.base import Result
     from whyllm.server.app import encode
 
-    class Fake:
-        def to_dict(self):
+    class Fake(Result):
+        kind = "fake"
+
+        def _doc(self):
             return {"a": float("-inf"), "b": [float("nan"), 1.0]}
 
-    assert json.loads(encode(Fake(), "json")) == {"a": None, "b": [None, 1.0]}
+    doc = json.loads(encode(Fake(), "json"))
+    assert doc == {"schema_version": 1, "kind": "fake", "a": None, "b": [None, 1.0]}
