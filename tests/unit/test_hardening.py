@@ -139,3 +139,19 @@ def test_server_cancels_a_job_past_its_time_limit(tiny):
         assert r.status_code == 504 and "time limit" in r.json()["detail"].replace("limit of", "time limit")
         ok = c.post("/api/predict", json={"prompt": P}, headers={"X-Whyllm-Token": TOKEN})
         assert ok.status_code == 200  # the worker serves the next request
+
+
+def test_a_tokenizer_larger_than_the_model_is_a_load_error(tiny, tmp_path):
+    from transformers import AutoTokenizer
+
+    from whyllm.model.load import load_model
+
+    small = tiny("llama")
+    small.hf.save_pretrained(tmp_path)
+    small.tokenizer.save_pretrained(tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)  # a copy: the cached model's tokenizer stays as it is
+    tok.add_tokens([f"extra{i}" for i in range(600)])
+    tok.save_pretrained(tmp_path)
+    assert len(AutoTokenizer.from_pretrained(tmp_path)) > small.adapter.d_vocab
+    with pytest.raises(ModelLoadError, match="tokenizer has .* tokens but the model's embedding has only"):
+        load_model(str(tmp_path))

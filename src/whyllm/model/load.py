@@ -316,6 +316,10 @@ def load_model(
     except UnsupportedModelError as e:
         raise UnsupportedModelError(f"{label}: {e}") from e
     _check_weights(hf, info, label)
+    rows = hf.get_input_embeddings().weight.shape[0]
+    if len(tok) > rows:
+        raise ModelLoadError(f"{label}: the tokenizer has {len(tok)} tokens but the model's embedding has "
+                             f"only {rows} rows; the tokenizer belongs to another model")
     if target is not None:
         hf.to(target)
     if check_parity:
