@@ -155,3 +155,15 @@ def test_a_tokenizer_larger_than_the_model_is_a_load_error(tiny, tmp_path):
     assert len(AutoTokenizer.from_pretrained(tmp_path)) > small.adapter.d_vocab
     with pytest.raises(ModelLoadError, match="tokenizer has .* tokens but the model's embedding has only"):
         load_model(str(tmp_path))
+
+
+def test_runs_that_would_exceed_memory_are_refused_with_the_estimate(tiny, monkeypatch):
+    from whyllm import logit_lens, sample
+    from whyllm.methods.engine import limits
+
+    monkeypatch.setattr(limits, "available_memory", lambda device=None: 1_000)  # a 1 kB machine
+    model = tiny("llama")
+    with pytest.raises(InputError, match=r"needs about .* of memory but 1000 bytes is available; pass fewer"):
+        logit_lens(model, P)
+    with pytest.raises(InputError, match="draw fewer samples or fewer tokens"):
+        sample(model, P, n=4)

@@ -8,6 +8,7 @@ import torch
 
 from whyllm.methods.engine.args import check_int, select, target_and_foil
 from whyllm.methods.engine.direct import capture_direct, decompose
+from whyllm.methods.engine.limits import require_memory
 from whyllm.model.base import Model
 from whyllm.model.patches import attention_weights, check_weights, eager_attention
 from whyllm.results.base import meta
@@ -45,6 +46,9 @@ def attention(
     lays = select(layers, ad.n_layers, "layer", "layers")
     hds = select(heads, ad.n_heads, "head", "heads")
     ids = model.encode(prompt)  # (1, pos)
+    n = ids.shape[1]
+    require_memory(ad.n_layers * ad.n_heads * n * n * 4 * 2, f"attention weights of {n} positions",
+                   "use a shorter prompt", model.device)  # eager attention holds every layer's weights
     with torch.no_grad(), eager_attention(model):
         with capture_direct(model) as acts, attention_weights(model, lays) as att:
             real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()

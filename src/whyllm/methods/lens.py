@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from whyllm.methods.engine.args import check_int, resolve_positions, token_id
+from whyllm.methods.engine.limits import require_memory
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture
 from whyllm.results.base import meta
@@ -78,6 +79,10 @@ def logit_lens(
     check_int(top_k, "top_k", maximum=model.adapter.d_vocab)
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
+    cells = (model.adapter.n_layers + 1) * len(pos)
+    # per cell: top-k ids and probabilities, and their token strings (~60 bytes each as Python objects)
+    require_memory(cells * top_k * 72, f"a logit-lens grid of {cells:,} cells x top {top_k}",
+                   "pass fewer positions (e.g. positions=[-1]) or a smaller top_k", model.device)
     tid = token_id(model, target) if target is not None else None
     ad = model.adapter
     k = min(top_k, ad.d_vocab)
