@@ -48,25 +48,10 @@ def train(
 ) -> None:
     """Train a causal LM from random initialisation; checkpoints load with --model OUT/checkpoint-N."""
     with progress_bar("training") as progress:
-        res = run_train(
-            task,
-            out=out,
-            data=data,
-            preset=preset,
-            family=family,
-            steps=steps,
-            checkpoint_every=checkpoint_every,
-            seed=seed,
-            batch_size=batch_size,
-            lr=lr,
-            warmup=warmup,
-            seq_len=seq_len,
-            n_examples=examples,
-            vocab_size=vocab_size,
-            threads=threads,
-            device=device,
-            progress=progress,
-        )
+        res = run_train(task, out=out, data=data, preset=preset, family=family, steps=steps,
+                        checkpoint_every=checkpoint_every, seed=seed, batch_size=batch_size, lr=lr,
+                        warmup=warmup, seq_len=seq_len, n_examples=examples, vocab_size=vocab_size,
+                        threads=threads, device=device, progress=progress)
     run.emit(res)
 
 
@@ -88,14 +73,6 @@ def emerge(
 ) -> None:
     """How a prediction emerged: losses, target probability, head scores and phase changes per checkpoint."""
     with progress_bar("analysing checkpoints") as progress:
-        res = run_emerge(
-            run_dir,
-            prompt=prompt,
-            target=target,
-            steps=step,
-            ablate=ablate,
-            threads=threads,
-            device=device,
-            progress=progress,
-        )
+        res = run_emerge(run_dir, prompt=prompt, target=target, steps=step, ablate=ablate, threads=threads,
+                         device=device, progress=progress)
     run.emit(res)

@@ -335,32 +335,23 @@ def _(r: EmergeResult) -> str:
 
 
 # ---- PNG -----------------------------------------------------------------------------------------
+def _curves(ax, evals: list[dict[str, Any]], keys: tuple[str, str]) -> None:
+    """Two evaluation curves (overall in blue, in-context in red) against the step."""
+    for key, colour in zip(keys, ("#4c78a8", "#e45756"), strict=True):
+        ax.plot([e["step"] for e in evals], [e[key] for e in evals], color=colour, marker="o", markersize=3,
+                label=key.replace("_", " "))
+
+
 def _train_png(doc: dict[str, Any]):
     from whyllm.render.plot import _new
 
     fig, axes = _new(11, 3.6, 1, 2)
     loss = doc["train_loss"]
     axes[0, 0].plot(range(1, len(loss) + 1), loss, color="#c0c7cf", linewidth=0.8, label="training")
-    for key, colour in (("loss", "#4c78a8"), ("in_context_loss", "#e45756")):
-        axes[0, 0].plot(
-            [e["step"] for e in doc["evals"]],
-            [e[key] for e in doc["evals"]],
-            color=colour,
-            marker="o",
-            markersize=3,
-            label=key.replace("_", " "),
-        )
+    _curves(axes[0, 0], doc["evals"], ("loss", "in_context_loss"))
     axes[0, 0].set(xlabel="step", ylabel="loss (nats)", title=f"{doc['preset']} on {doc['task']}")
     axes[0, 0].legend(fontsize=8)
-    for key, colour in (("accuracy", "#4c78a8"), ("in_context_accuracy", "#e45756")):
-        axes[0, 1].plot(
-            [e["step"] for e in doc["evals"]],
-            [e[key] for e in doc["evals"]],
-            color=colour,
-            marker="o",
-            markersize=3,
-            label=key.replace("_", " "),
-        )
+    _curves(axes[0, 1], doc["evals"], ("accuracy", "in_context_accuracy"))
     axes[0, 1].set(
         xlabel="step",
         ylabel="held-out accuracy",
