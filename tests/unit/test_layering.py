@@ -9,7 +9,7 @@ import whyllm
 
 SRC = Path(whyllm.__file__).parent
 # imports point down this list
-LAYERS = ["errors", "_version", "files", "model", "results", "methods", "render", "server", "cli"]
+LAYERS = ["errors", "_version", "files", "model", "results", "methods", "training", "render", "server", "cli"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -29,6 +30,8 @@ def serve(
                                             help="Requests that may wait while one runs; more get 429.")] = 8,
     token: Annotated[str | None, typer.Option(envvar="WHYLLM_TOKEN", show_envvar=True,
                                               help="Access token (default: a new random one).")] = None,
+    run_dir: Annotated[list[Path] | None, typer.Option(
+        "--run", help="A training run (whyllm train output) to explore with emerge (repeat).")] = None,
     allow_host: Annotated[list[str] | None, typer.Option(
         "--allow-host", help="Extra Host header names to accept (besides localhost names).")] = None,
 ) -> None:
@@ -48,7 +51,7 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] binding {host} exposes the explorer beyond this "
                           "machine; requests still need the token", highlight=False)
     m = run.load()
-    app = create_app(m, token=token, queue_size=queue_size, allowed_hosts=hosts)
+    app = create_app(m, token=token, queue_size=queue_size, allowed_hosts=hosts, runs=run_dir or ())
     out_console.print(f"whyllm explorer for {m.name}: open {url_of(host, port, app.state.token)}",
                       highlight=False, soft_wrap=True)
     err_console.print("Ctrl+C stops the server.", highlight=False)

@@ -11,9 +11,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -30,6 +31,8 @@ from whyllm.model.base import Model
 from whyllm.server import schemas
 from whyllm.server.security import REPORT_CSP, Guard, cookie_name, given_token, token_matches
 from whyllm.server.worker import Busy, Cancelled, Job, Worker
+from whyllm.training import checkpoints
+from whyllm.training.emerge import emerge
 
 __all__ = ["ENDPOINTS", "create_app", "endpoints"]
 
@@ -148,23 +151,34 @@ async def _wait(request: Request, job: Job, limit: float) -> Any:
         raise
 
 
-def _job(model: Model, body: schemas.ApiRequest, fmt: str) -> Job:
-    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
+# a request -> (job name, fn(model, **arguments), progress unit or None)
+Resolver = Callable[[schemas.ApiRequest], tuple[str, Callable[..., Any], str | None]]
+
+
+def _analysis(body: schemas.ApiRequest) -> tuple[str, Callable[..., Any], str | None]:
+    """The registered analysis a request runs: (name, ``fn(model, **kwargs)``, progress unit)."""
     entry = ANALYSES[body.name()]
+    return entry.name, entry.fn, entry.unit
+
+
+def _job(model: Model, body: schemas.ApiRequest, fmt: str, resolve: Resolver) -> Job:
+    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
+    name, fn, unit = resolve(body)
 
     def work(job: Job) -> bytes:
         kwargs = body.call(model)
-        if entry.unit is not None:
+        if unit is not None:
             kwargs["progress"] = job.progress
-        return encode(entry.fn(model, **kwargs), fmt)
+        return encode(fn(model, **kwargs), fmt)
 
-    return Job(entry.name, work, unit=entry.unit or "passes")
+    return Job(name, work, unit=unit or "passes")
 
 
-def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], summary: str) -> None:
+def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], summary: str,
+                  resolve: Resolver = _analysis) -> None:
     async def endpoint(request: Request, body: schema,  # type: ignore[valid-type]
                        fmt: Literal["json", "html"] = Query("json", alias="format")) -> Response:
-        job = _job(app.state.model, body, fmt)
+        job = _job(app.state.model, body, fmt, resolve)
         app.state.worker.submit(job)
         content = await _wait(request, job, app.state.limits.job_seconds)
         if content is None:  # nobody is listening any more
@@ -180,17 +194,33 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
              "(as the command's --json), or its HTML report with format=html."}, **_ERRORS})(endpoint)
 
 
-def _info(model: Model, limits: schemas.Limits) -> dict[str, Any]:
+def _info(model: Model, limits: schemas.Limits, runs: Mapping[str, Path]) -> dict[str, Any]:
     a = model.adapter
     return {
         "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
         "d_vocab": a.d_vocab, "d_model": a.d_model, "endpoints": sorted(ENDPOINTS), "limits": vars(limits),
-        "explain_methods": list(METHODS),
+        "explain_methods": list(METHODS), "runs": sorted(runs),
     }
 
 
+def _add_emerge(app: FastAPI, runs: Mapping[str, Path]) -> None:
+    """``POST /api/emerge`` over the training runs named at launch (requests name a run, never a path)."""
+
+    def resolve(body: schemas.ApiRequest) -> tuple[str, Callable[..., Any], str | None]:
+        """The emerge function bound to the named run's folder."""
+        if body.run not in runs:  # type: ignore[attr-defined]
+            raise schemas.RangeError(f"unknown run {body.run!r}; this server has: "  # type: ignore[attr-defined]
+                                     f"{', '.join(sorted(runs)) or 'none (start it with --run DIR)'}")
+        path = runs[body.run]  # type: ignore[attr-defined]
+        return "emerge", lambda _model, run, **kw: emerge(path, **kw), "checkpoints"
+
+    _add_endpoint(app, "emerge", schemas.EmergeRequest, "How a prediction emerged over a training run's "
+                  "checkpoints (whyllm emerge).", resolve)
+
+
 def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
-               allowed_hosts: Iterable[str] = (), limits: schemas.Limits = schemas.LIMITS) -> FastAPI:
+               allowed_hosts: Iterable[str] = (), limits: schemas.Limits = schemas.LIMITS,
+               runs: Iterable[str | Path] = ()) -> FastAPI:
     """Build the explorer app for one loaded model.
 
     Args:
@@ -199,10 +229,15 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
         queue_size: requests that may wait while one runs; more get 429.
         allowed_hosts: Host names accepted besides localhost, 127.0.0.1 and ::1.
         limits: request limits (body size included).
+        runs: training-run folders (``whyllm train`` output) that ``POST /api/emerge`` may analyse,
+            named by their folder name.
 
     """
     token = token or secrets.token_urlsafe(24)
     worker = Worker(model, queue_size)
+    named = {Path(r).name: Path(r) for r in runs}
+    for path in named.values():
+        checkpoints(path)  # a folder without checkpoints fails at launch, not at the first request
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -218,10 +253,11 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
     _install_handlers(app)
     for name, (schema, summary) in ENDPOINTS.items():
         _add_endpoint(app, name, schema, summary)
+    _add_emerge(app, named)
 
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:
-        return _info(model, limits)
+        return _info(model, limits, named)
 
     @app.get("/api/status", summary="The running job's progress and the queue length.")
     async def status() -> dict[str, Any]:

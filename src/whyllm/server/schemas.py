@@ -30,6 +30,7 @@ __all__ = [
     "ApiRequest",
     "AttentionRequest",
     "ComponentsRequest",
+    "EmergeRequest",
     "ExplainRequest",
     "GenerateRequest",
     "LensRequest",
@@ -280,6 +281,18 @@ class PatchRequest(ApiRequest):
         shared = {"target", "noise", "samples", "seed", "component", "layers", "positions"}
         args = self.model_dump(include=shared)
         return {"prompt": self.clean, "subject": self.trace_subject, **args}
+
+
+class EmergeRequest(ApiRequest):
+    """``whyllm emerge``: a prediction followed over the checkpoints of a run the server was started with."""
+
+    analysis: ClassVar[str] = "emerge"
+    run: str = Field(min_length=1, max_length=LIMITS.text_chars, description="Run name (see /api/info).")
+    prompt: Text | None = Field(None, description="Text to follow (default: a held-out example).")
+    target: Text | None = Field(None, description="Continuation whose probability to follow.")
+    steps: list[int] | None = Field(None, min_length=1, max_length=LIMITS.generic_list,
+                                    description="Only these checkpoint steps (default: all).")
+    ablate: bool = Field(True, description="Zero each head at the last checkpoint.")
 
 
 REQUESTS: dict[str, type[ApiRequest]] = {
