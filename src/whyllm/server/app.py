@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -154,15 +155,27 @@ async def _wait(request: Request, job: Job) -> Any:
         raise
 
 
-def _job(model: Model, body: schemas.ApiRequest, fmt: str) -> Job:
-    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
+_KEEP_RESULTS = 16  # results kept for ``GET /api/report/{id}`` (the report of what the page shows)
+
+
+def _job(model: Model, body: schemas.ApiRequest, fmt: str, kept: OrderedDict | None = None) -> Job:
+    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize).
+
+    With ``kept``, the result object is also kept there under the job's id (the oldest dropped beyond
+    :data:`_KEEP_RESULTS`), so its HTML report can be written later without running it again.
+    """
     entry = ANALYSES[body.name()]
 
     def work(job: Job) -> bytes:
         kwargs = body.call(model)
         if entry.unit is not None:
             kwargs["progress"] = job.progress
-        return encode(entry.fn(model, **kwargs), fmt)
+        result = entry.fn(model, **kwargs)
+        if kept is not None:
+            kept[job.id] = result
+            while len(kept) > _KEEP_RESULTS:
+                kept.popitem(last=False)
+        return encode(result, fmt)
 
     return Job(entry.name, work, unit=entry.unit or "passes")
 
@@ -170,7 +183,7 @@ def _job(model: Model, body: schemas.ApiRequest, fmt: str) -> Job:
 def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], summary: str) -> None:
     async def endpoint(request: Request, body: schema,  # type: ignore[valid-type]
                        fmt: Literal["json", "html"] = Query("json", alias="format")) -> Response:
-        job = _job(app.state.model, body, fmt)
+        job = _job(app.state.model, body, fmt, app.state.results)
         app.state.worker.submit(job)
         content = await _wait(request, job)
         if content is None:  # nobody is listening any more
@@ -179,7 +192,7 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
             headers = {"content-security-policy": REPORT_CSP,
                        "content-disposition": f'inline; filename="whyllm-{name}.html"'}
             return HTMLResponse(content, headers=headers)
-        return Response(content, media_type="application/json")
+        return Response(content, media_type="application/json", headers={"x-whyllm-result": job.id})
 
     endpoint.__name__ = f"api_{name}"
     app.post(f"/api/{name}", summary=summary, responses={200: {"description": "The result's JSON document "
@@ -192,6 +205,8 @@ def _info(model: Model, limits: schemas.Limits) -> dict[str, Any]:
         "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
         "d_vocab": a.d_vocab, "d_model": a.d_model, "endpoints": sorted(ENDPOINTS), "limits": vars(limits),
         "explain_methods": list(METHODS),
+        "explain_method_info": {m.name: {"summary": m.summary, "uses_target": m.uses_target}
+                                for m in (METHODS[n] for n in METHODS)},
     }
 
 
@@ -221,6 +236,7 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
                   "of `whyllm <command>` and answers its `--json` document. Send the launch token in the "
                   "`X-Whyllm-Token` header.")
     app.state.model, app.state.token, app.state.worker, app.state.limits = model, token, worker, limits
+    app.state.results = OrderedDict()
     _install_handlers(app)
     for name, (schema, summary) in ENDPOINTS.items():
         _add_endpoint(app, name, schema, summary)
@@ -228,6 +244,17 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:
         return _info(model, limits)
+
+    @app.get("/api/report/{result_id}", summary="The HTML report of a recent result (its id is the "
+             "`X-Whyllm-Result` header of the JSON answer): the result already computed, not a new run.")
+    async def report(result_id: str) -> Response:
+        result = app.state.results.get(result_id)
+        if result is None:
+            return _error(404, "UnknownResult", f"no recent result with id {result_id!r} (the server "
+                          f"keeps the last {_KEEP_RESULTS}); run the analysis again")
+        headers = {"content-security-policy": REPORT_CSP,
+                   "content-disposition": f'inline; filename="whyllm-{result.kind}.html"'}
+        return HTMLResponse(result.to_html(), headers=headers)
 
     @app.get("/api/status", summary="The running job's progress and the queue length.")
     async def status() -> dict[str, Any]:
