@@ -150,10 +150,16 @@ def test_progress_is_shown_and_cancel_frees_the_server(browser, shot):
         tab.click("#tabs [data-tab=generate]")
         tab.fill("#max_new_tokens", "100")
         tab.fill("#seed", "1")  # a draw without end-of-sequence: only the cancel can stop it early
+        sent = []
+        tab.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
         tab.click("[data-run=generate]")
         tab.wait_for_selector("#progress:not([hidden])")
         assert "tokens" in tab.inner_text("#status-text") and tab.is_visible("#cancel")
         shot(tab, "progress")
+        tab.focus("#prompt")  # finding 4: Ctrl+Enter while a job runs sends nothing and says why
+        tab.keyboard.press("Control+Enter")
+        tab.wait_for_selector("#status-text:text('still working')")
+        assert len(sent) == 1 and tab.is_disabled("[data-run=generate]") and tab.is_visible("#cancel")
         tab.click("#cancel")
         tab.wait_for_selector("#status-text:text('cancelled')")
         assert tab.is_enabled("[data-run=generate]") and tab.is_hidden("#error")

@@ -267,7 +267,7 @@ async function targetHint(tab, promptText, target) {
   if (!mine || !theirs || !mine.target || !theirs.target) return;
   const a = mine.target; const b = theirs.target;
   box.append(el("div", { class: "tokline" }, "target ", tok(target), " is ", a.tokens.length, " token",
-    a.tokens.length === 1 ? "" : "s", ": ", a.tokens.map((t, i) => [tok(t), el("span", { class: "dim", text: ` id ${a.ids[i]} ` })]),
+    a.tokens.length === 1 ? "" : "s", ": ", a.tokens.flatMap((t, i) => [tok(t), el("span", { class: "dim", text: ` id ${a.ids[i]} ` })]),
     ` · rank of its first token ${a.rank}`));
   if (b.rank * 5 <= a.rank) {
     const use = el("button", { type: "button", class: "secondary", text: `use ${visible(other)}`,
@@ -301,7 +301,7 @@ renderers.predict = (doc) => {
     el("td", { class: "num", text: pct(c.prob) }), el("td", { class: "num", text: fmt(c.logprob) }),
     el("td", { class: "num", text: c.id }),
     el("td", {}, el("button", { type: "button", class: "link explain-btn", text: "explain this",
-      "aria-label": `explain ${visible(c.token)}`, onclick: () => explainThis(doc.prompt, c.token) }))));
+      "aria-label": `explain this: ${visible(c.token)}`, onclick: () => explainThis(doc.prompt, c.token) }))));
   out.append(
     el("h3", {}, "Next token after ", el("span", { class: "prompt-text", text: doc.prompt })),
     el("table", { class: "data", id: "predict-table" },
