@@ -16,6 +16,7 @@ def run_tab(page, tab: str, ready: str) -> None:
     page.click(f"#tabs [data-tab={tab}]")
     page.click(f"[data-run={tab}]")
     page.wait_for_selector(f"#out-{tab} {ready}, #error:not([hidden])")
+    page.wait_for_selector(f"[data-run={tab}]:enabled")  # the request is over (generation streams)
     assert page.is_hidden("#error"), page.inner_text("#error")
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -199,6 +199,67 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
              "(as the command's --json), or its HTML report with format=html."}, **_ERRORS})(endpoint)
 
 
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(_finite(data), ensure_ascii=False)}\n\n"
+
+
+def _add_stream(app: FastAPI) -> None:
+    """Add ``POST /api/generate/stream``: one continuation as server-sent events.
+
+    A ``step`` event per token (the step's JSON as in the document), then ``result`` (the whole document
+    and its ``id`` for ``GET /api/report/{id}``) or ``error``. A client that disconnects cancels the job;
+    what it received stays its own.
+    """
+    answer = {200: {"description": "text/event-stream: step events, then result or error."}, **_ERRORS}
+
+    @app.post("/api/generate/stream", responses=answer,
+              summary="One continuation streamed token by token (server-sent events).")
+    async def generate_stream(request: Request, body: schemas.GenerateRequest) -> Response:
+        if body.samples > 1:
+            return _error(422, "InvalidRequest", "streaming draws one continuation; got "
+                          f"samples={body.samples} (use POST /api/generate for several)")
+        loop = asyncio.get_running_loop()
+        steps: asyncio.Queue = asyncio.Queue()
+        entry, kept = ANALYSES[body.name()], app.state.results
+
+        def work(job: Job) -> dict[str, Any]:
+            kwargs = body.call(app.state.model)
+            kwargs["progress"] = job.progress
+            kwargs["on_step"] = lambda _i, step: loop.call_soon_threadsafe(steps.put_nowait, step.to_dict())
+            result = entry.fn(app.state.model, **kwargs)
+            kept[job.id] = result
+            while len(kept) > _KEEP_RESULTS:
+                kept.popitem(last=False)
+            return result.to_dict()
+
+        job = Job(entry.name, work, unit=entry.unit or "tokens")
+        app.state.worker.submit(job)
+        future = asyncio.wrap_future(job.future)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        async def events():
+            try:
+                while not (future.done() and steps.empty()):
+                    try:
+                        step = await asyncio.wait_for(steps.get(), 0.1)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            job.cancel()
+                            return
+                        continue
+                    yield _sse("step", step)
+                try:
+                    yield _sse("result", {"id": job.id, "doc": future.result()})
+                except (WhyllmError, Cancelled) as exc:
+                    yield _sse("error", {"error": type(exc).__name__, "detail": str(exc)})
+            finally:
+                if not future.done():
+                    job.cancel()
+
+        headers = {"cache-control": "no-store"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
 def _info(model: Model, limits: schemas.Limits) -> dict[str, Any]:
     a = model.adapter
     return {
@@ -240,6 +301,8 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
     _install_handlers(app)
     for name, (schema, summary) in ENDPOINTS.items():
         _add_endpoint(app, name, schema, summary)
+
+    _add_stream(app)
 
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:

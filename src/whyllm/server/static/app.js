@@ -28,7 +28,8 @@ function el(tag, props, ...children) {
 const SVG_NS = ["http:", "", "www.w3.org", "2000", "svg"].join("/");
 const clear = (node) => { node.replaceChildren(); return node; };
 const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
-const visible = (t) => String(t ?? "").replace(/[ \n\t\r]/g, (c) => VISIBLE[c]);
+// an empty token (e.g. part of a multi-byte character) is shown as ∅ so it can still be seen and clicked
+const visible = (t) => (String(t ?? "") === "" ? "∅" : String(t ?? "").replace(/[ \n\t\r]/g, (c) => VISIBLE[c]));
 const fmt = (x, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(d));
 const pct = (p) => (p === null || p === undefined ? "–" : p >= 0.001 ? (100 * p).toFixed(1) + "%" : Number(p).toExponential(1));
 
@@ -219,6 +220,7 @@ async function run(tab) {
   }
   hideError();
   const [name, body] = requests[tab]();
+  if (tab === "generate") { await streamGenerate(body); return; }
   try {
     const doc = await api(name, body);
     state.last[tab] = { name, body, doc, id: doc._resultId };
@@ -232,6 +234,58 @@ async function run(tab) {
     if (["predict", "explain", "lens", "components"].includes(tab)) targetHint(tab, body.prompt, body.target);
   } catch (e) {
     if (e.name !== "AbortError") showError(e, tab);
+  }
+}
+
+// Generation streams token by token (server-sent events over fetch); Cancel keeps the tokens already made.
+async function streamGenerate(body) {
+  const controller = new AbortController();
+  const started = performance.now();
+  setBusy("generate", controller);
+  const g = { prompt: body.prompt, body, steps: [], history: [],
+    doc: { stop_reason: "running…", settings: { seed: body.seed, temperature: body.temperature } } };
+  state.gen = g;
+  state.last.generate = null;
+  document.querySelector('[data-report="generate"]').disabled = true;
+  fresh("generate");
+  let finished = false;
+  try {
+    const res = await fetch("/api/generate/stream", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body), signal: controller.signal, credentials: "same-origin" });
+    if (!res.ok) {
+      let detail = res.statusText;
+      try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
+      throw new Error(`${res.status}: ${detail}`);
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+        const event = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "null");
+        if (event === "step") { g.steps.push(data); drawGeneration(); }
+        else if (event === "result") {
+          g.doc = data.doc; g.steps = data.doc.steps.slice(); finished = true;
+          state.last.generate = { name: "generate", body, doc: data.doc, id: data.id };
+          document.querySelector('[data-report="generate"]').disabled = false;
+          drawGeneration();
+        } else if (event === "error") throw new Error(`${data.error}: ${data.detail}`);
+      }
+    }
+    if (!finished) throw new Error("the stream ended without a result");
+    setIdle(`generate done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    const cancelled = e.name === "AbortError";
+    setIdle(cancelled ? `cancelled: kept the ${g.steps.length} tokens made` : "failed");
+    g.doc = { ...g.doc, stop_reason: cancelled ? `cancelled by you after ${g.steps.length} tokens` : "failed" };
+    if (g.steps.length) drawGeneration();
+    if (!cancelled) showError(e, "generate");
   }
 }
 
@@ -320,8 +374,9 @@ renderers.predict = (doc) => {
 
 // ---------- generation: tokens by probability, alternatives, re-branching ----------
 renderers.generate = () => drawGeneration();
-function drawGeneration(selected = null) {
+function drawGeneration(selected = state.gen.selected ?? null) {   // streaming redraws keep the selection
   const g = state.gen;
+  g.selected = selected;
   const out = clear($("out-generate"));
   const line = el("div", { class: "text", id: "gen-text" }, el("span", { class: "prompt-text", text: g.prompt }));
   g.steps.forEach((s, i) => {
