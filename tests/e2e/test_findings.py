@@ -145,6 +145,9 @@ def test_7_long_prompts_say_what_the_lens_shows_and_keep_labels_in_view(page):
     run_tab(page, "lens", "#lens-grid")
     note = page.inner_text("#lens-cut")
     assert re.search(r"last 64 of \d+ positions", note)
+    assert "null" not in page.inner_text("#out-lens")
+    last_cell = page.locator("#lens-grid tr").nth(1).locator("td").last
+    assert last_cell.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 255, 255)"  # opaque
     scroller = page.locator("#out-lens .lens-scroll")
     view = scroller.bounding_box()
     last = page.locator("#lens-grid tr").nth(1).locator("td").last.bounding_box()

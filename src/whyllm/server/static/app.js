@@ -564,8 +564,8 @@ function deletionCurve(xs, ys) {   // f as the top units are removed, against th
   add("text", { x: 2, y: Y(hi) + 4, "font-size": 10, fill: "#1f2328" }, fmt(hi, 1));
   add("text", { x: 2, y: Y(lo), "font-size": 10, fill: "#1f2328" }, fmt(lo, 1));
   add("text", { x: L, y: H - 6, "font-size": 10, fill: "#1f2328" }, "0%");
-  add("text", { x: W - 40, y: H - 6, "font-size": 10, fill: "#1f2328" }, "100%");
-  add("text", { x: L + 40, y: H - 6, "font-size": 10, fill: "#1f2328" }, "share of units removed (top first)");
+  add("text", { x: W - 30, y: H - 6, "font-size": 10, fill: "#1f2328" }, "100%");
+  add("text", { x: L + 28, y: H - 6, "font-size": 10, fill: "#1f2328" }, "share of units removed (top first)");
   return el("figure", { class: "curve" }, svg, el("figcaption", { class: "dim",
     text: "Blue: f as units are removed in the method's order. Dashed: the straight line between no unit and all "
       + "units removed; a faithful ranking falls below it early." }));
@@ -589,13 +589,14 @@ renderers.lens = (doc) => {
   mode.addEventListener("change", draw);
   draw();
   const cut = doc.input_tokens.length - doc.positions.length;
-  out.append(el("h3", {}, "Logit lens of ", el("span", { class: "prompt-text", text: doc.prompt })),
+  out.append(...[el("h3", {}, "Logit lens of ", el("span", { class: "prompt-text", text: doc.prompt })),
     cut > 0 ? el("div", { class: "warn", id: "lens-cut", role: "note", text: `Showing the last ${doc.positions.length} of `
       + `${doc.input_tokens.length} positions (positions ${doc.positions[0]}–${doc.positions[doc.positions.length - 1]}); `
       + `the first ${cut} are not decoded (the limit per request).` }) : null,
     el("div", { class: "row controls" }, el("label", {}, "colour: ", mode)),
     el("div", { class: "layout" }, el("div", { class: "main" }, holder), detail),
-    probLegend("cell: the top token decoded after that layer; last row = the model's output; last column (kept in view) = the prediction"));
+    probLegend("cell: the top token decoded after that layer; last row = the model's output; last column (kept in view) = the prediction")]
+    .filter(Boolean));
 };
 function lensTable(doc, byTarget, detail) {
   const tokens = doc.positions.map((p) => doc.input_tokens[p]);
@@ -608,7 +609,9 @@ function lensTable(doc, byTarget, detail) {
       const title = cell.top.map((c) => `${visible(c.token)} ${pct(c.prob)}`).join("\n")
         + (cell.target_prob !== undefined ? `\ntarget ${pct(cell.target_prob)} (rank ${cell.target_rank})` : "");
       const p = probPaint(byTarget ? cell.target_prob : top.prob);
-      const td = el("td", { style: { background: p.background, color: p.color }, title, text: visible(top.token) });
+      // opaque (colour over white), so the sticky prediction column hides the cells scrolling under it
+      const td = el("td", { style: { backgroundColor: "#fff", backgroundImage: `linear-gradient(${p.background},${p.background})`,
+        color: p.color }, title, text: visible(top.token) });
       return actionable(td, () => {
         table.querySelectorAll("td.sel").forEach((x) => x.classList.remove("sel"));
         td.classList.add("sel");
