@@ -17,7 +17,8 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 
 # tab, element to wait for, what to do before the run, what to do after it
 TABS = [
-    ("predict", "#predict-table", lambda p: p.fill("#predict-target", "Mary"), None),
+    ("predict", "#predict-table", lambda p: p.fill("#predict-target", "Mary"),
+     lambda p: p.wait_for_selector("#hint-predict .hint")),
     ("explain", "#faithfulness",
      lambda p: (p.fill("#explain-target", "␣Mary"), p.fill("#explain-foil", "␣John")), None),
     ("lens", "#lens-grid", lambda p: p.fill("#lens-target", "␣Mary"),
