@@ -16,7 +16,7 @@ from whyllm.render.terminal import token_cell
 from whyllm.render.text import visible
 from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
 
-__all__ = ["by_magnitude", "heat_style", "method_name", "pieces", "position"]
+__all__ = ["by_magnitude", "heat_style", "method_name", "pieces", "plain_words", "position"]
 
 _TOP = 10
 
@@ -86,8 +86,28 @@ def _warning(r: AttributionResult) -> str | None:
             f"with {r.steps} steps (above 1%). Rerun with more steps, e.g. --steps auto.")
 
 
+def plain_words(r: AttributionResult) -> str | None:
+    """Faithfulness in one sentence: what removing the top-ranked units does to the score ``f``."""
+    f = r.faithfulness
+    if f is None or len(f.deletion_fractions) < 2 or not r.units:
+        return None
+    n = len(r.units)
+    count = max(1, round(f.deletion_fractions[1] * n))
+    order = sorted(range(n), key=lambda k: (-r.units[k].score, k))  # the order faithfulness removes them in
+    removed = ", ".join(repr(r.units[k].text) for k in order[:count])
+    what = (f"log p({r.target!r}) - log p({r.foil!r})" if r.foil is not None else f"log p({r.target!r})")
+    before, after = f.deletion_scores[0], f.deletion_scores[1]
+    flips = r.foil is not None and before * after < 0
+    lead = f"removing {removed} alone" if count == 1 else f"removing the top {count} units ({removed})"
+    return (f"{lead} {'flips the answer' if flips else 'moves the score'}: f = {what} goes from "
+            f"{before:.2f} to {after:.2f}; with every unit removed it is {f.empty_score:.2f}")
+
+
 def _faith_lines(r: AttributionResult) -> list[str]:
     lines = []
+    words = plain_words(r)
+    if words:
+        lines.append(words)
     if r.steps is not None:
         err = f", completeness error {r.completeness_error:.2%}" if r.completeness_error is not None else ""
         lines.append(f"integrated gradients: {r.steps} steps{err}")

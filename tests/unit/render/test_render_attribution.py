@@ -120,3 +120,15 @@ def test_report_probability_colour_is_one_hue_on_a_log_scale():
     alphas = [s[3] for s in shades]
     assert alphas == sorted(alphas) and alphas[0] == 0.05 and alphas[-1] == 0.6
     assert prob_color(0.01) == "rgba(45,164,78,0.325)"
+
+
+def test_faithfulness_in_plain_words():
+    from whyllm.render.attribution import plain_words
+
+    faith = Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 1 / 3, 1.0), (1.25, -0.5, 0.1), 1.25, 0.1)
+    r = _result(faithfulness=faith)
+    words = plain_words(r)
+    assert words.startswith("removing '<b>Mary</b>' alone flips the answer")  # the top unit by score
+    assert "log p(' <Mary>') - log p(' John') goes from 1.25 to -0.50" in words and "is 0.10" in words
+    assert "moves the score" in plain_words(_result(foil=None, foil_ids=None, faithfulness=r.faithfulness))
+    assert words.split(":")[0] in _text(r).replace("\n", " ")
