@@ -16,7 +16,7 @@ from whyllm.render.terminal import token_cell
 from whyllm.render.text import visible
 from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
 
-__all__ = ["by_magnitude", "heat_style", "method_name", "pieces", "plain_words", "position"]
+__all__ = ["by_magnitude", "deletion_svg", "heat_style", "method_name", "pieces", "plain_words", "position"]
 
 _TOP = 10
 
@@ -196,6 +196,44 @@ def _heat_html(r: AttributionResult) -> str:
     return "".join(out)
 
 
+def deletion_svg(r: AttributionResult, width: int = 300, height: int = 150) -> str:
+    """Return the deletion curve as inline SVG ("" when faithfulness was not computed).
+
+    f as the top units are removed (blue) against the straight line between no unit and every unit
+    removed (dashed).
+    """
+    f = r.faithfulness
+    if f is None or len(f.deletion_scores) < 2:
+        return ""
+    xs, ys = f.deletion_fractions, f.deletion_scores
+    lo, hi = min(*ys, 0.0), max(*ys, 0.0)
+    span = (hi - lo) or 1.0
+    left, bottom = 40, 22
+
+    def x(v: float) -> float:
+        return left + v * (width - left - 8)
+
+    def y(v: float) -> float:
+        return 8 + (hi - v) / span * (height - bottom - 8)
+
+    points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, ys, strict=True))
+    label = (f"deletion curve: f falls from {ys[0]:.2f} to {ys[-1]:.2f} as the top-ranked units are removed")
+    return (
+        f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" style="display:block;margin:.4em 0">'
+        f'<line x1="{left}" x2="{width - 8}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#8c959f"/>'
+        f'<line x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(ys[0]):.1f}" y2="{y(ys[-1]):.1f}" stroke="#57606a" '
+        'stroke-dasharray="4 3"/>'
+        f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="2"/>'
+        f'<text x="2" y="{y(hi) + 4:.1f}" font-size="10">{hi:.1f}</text>'
+        f'<text x="2" y="{y(lo):.1f}" font-size="10">{lo:.1f}</text>'
+        f'<text x="{left}" y="{height - 6}" font-size="10">0% … share of units removed (top first) … 100%'
+        "</text>"
+        "</svg><p class='legend'>blue: f as units are removed in the method's order · dashed: the straight "
+        "line between the ends; a faithful ranking falls below it early</p>"
+    )
+
+
 @dispatch.html.register
 def _(r: AttributionResult) -> str:
     scale = max((abs(u.score) for u in r.units), default=0.0) or 1.0
@@ -215,7 +253,7 @@ def _(r: AttributionResult) -> str:
         "for its score</p>"
         f"<table><tr><th>rank</th><th>unit</th><th>position</th><th>score</th><th>against | for</th></tr>"
         f"{rows}</table><p class='dim'>ranked by |score|: the strongest evidence either way first</p>"
-        f"{notes}{faith}"
+        f"{notes}{faith}{deletion_svg(r)}"
     )
 
 

@@ -132,3 +132,9 @@ def test_faithfulness_in_plain_words():
     assert "log p(' <Mary>') - log p(' John') goes from 1.25 to -0.50" in words and "is 0.10" in words
     assert "moves the score" in plain_words(_result(foil=None, foil_ids=None, faithfulness=r.faithfulness))
     assert words.split(":")[0] in _text(r).replace("\n", " ")
+
+
+def test_html_report_draws_the_deletion_curve():
+    html = fragment(_result())
+    assert "<polyline points=" in html and 'stroke-dasharray="4 3"' in html and "deletion curve" in html
+    assert "<polyline" not in fragment(_result(faithfulness=None))
