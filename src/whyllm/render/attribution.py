@@ -180,7 +180,7 @@ def _(r: EvaluationResult) -> RenderableType:
     for col in ("rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in r.ranking:
-        table.add_row(str(row["rank"]), row["method"], f"{row['comprehensiveness']:.3f}",
+        table.add_row(str(row["rank"]), method_name(row["method"]), f"{row['comprehensiveness']:.3f}",
                       f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}")
     return table
 
@@ -259,8 +259,9 @@ def _(r: AttributionResult) -> str:
 
 @dispatch.html.register
 def _(r: EvaluationResult) -> str:
-    rows = [[row["rank"], esc(row["method"]), f"{row['comprehensiveness']:.3f}", f"{row['sufficiency']:.3f}",
-             f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"] for row in r.ranking]
+    rows = [[row["rank"], esc(method_name(row["method"])), f"{row['comprehensiveness']:.3f}",
+             f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"]
+            for row in r.ranking]
     headers = ["rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"]
     title = f"<h2>Attribution methods ranked by faithfulness ({len(r.prompts)} prompts)</h2>"
     return title + table(headers, rows)
