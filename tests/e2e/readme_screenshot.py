@@ -54,6 +54,7 @@ def main(out: Path) -> None:
         page.fill("#seed", "4")
         page.click("[data-run=generate]")
         page.wait_for_selector("#gen-text .tok")
+        page.wait_for_selector("[data-run=generate]:enabled")  # the stream is over
         tokens = page.locator("#gen-text .tok")
         unlikely = page.locator("#gen-text .tok.unlikely")
         (unlikely.first if unlikely.count() else tokens.nth(2)).click()
@@ -66,7 +67,7 @@ def main(out: Path) -> None:
                 before(page)
             page.click(f"[data-run={tab}]")
             page.wait_for_selector(f"#out-{tab} {ready}")
-            page.wait_for_selector("#status-text:has-text('done')")
+            page.wait_for_selector(f"[data-run={tab}]:enabled")
             if after:
                 after(page)
             page.locator(f"#panel-{tab}").scroll_into_view_if_needed()
