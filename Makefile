@@ -24,6 +24,9 @@ test: setup
 	@command -v chromium >/dev/null 2>&1 || (DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 	  echo "note: could not install chromium (apt-get, as root); the e2e browser tests will skip"
+	@# the accessibility scan injects axe-core (npm) into the page; artifacts/ is ignored by git
+	@test -f artifacts/npm/node_modules/axe-core/axe.min.js || npm install -s --prefix artifacts/npm --no-save \
+	  --no-audit --no-fund axe-core@4.14.1 || echo "note: could not install axe-core with npm; the axe scan will skip"
 	$(BIN)/python -m pytest -q
 
 lint: setup

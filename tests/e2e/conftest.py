@@ -105,3 +105,27 @@ def shot():
         return path
 
     return take
+
+
+AXE_VERSION = "4.14.1"
+AXE_DIR = Path(__file__).resolve().parents[2] / "artifacts" / "npm"
+AXE_JS = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """The axe-core accessibility checker's source (npm package ``axe-core``, installed on first use into
+    ``artifacts/npm``, which git ignores; ``make test`` does the same), for injecting into pages."""
+    if not AXE_JS.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            _missing("npm is not installed, so axe-core cannot be installed (npm install axe-core)")
+        import subprocess
+
+        AXE_DIR.mkdir(parents=True, exist_ok=True)
+        args = [npm, "install", "--prefix", str(AXE_DIR), "--no-save", "--no-audit", "--no-fund",
+                f"axe-core@{AXE_VERSION}"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0 or not AXE_JS.exists():
+            _missing(f"npm install axe-core@{AXE_VERSION} failed: {done.stderr[-400:]}")
+    return AXE_JS.read_text(encoding="utf-8")

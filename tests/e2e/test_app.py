@@ -11,6 +11,7 @@ def run_tab(page, tab: str, ready: str) -> None:
     page.click(f"#tabs [data-tab={tab}]")
     page.click(f"[data-run={tab}]")
     page.wait_for_selector(f"{ready}, #error:not([hidden])")
+    page.wait_for_selector(f"[data-run={tab}]:enabled")  # the request is over (generation streams)
     assert page.is_hidden("#error"), page.inner_text("#error")
 
 
@@ -150,13 +151,23 @@ def test_progress_is_shown_and_cancel_frees_the_server(browser, shot):
         tab.click("#tabs [data-tab=generate]")
         tab.fill("#max_new_tokens", "100")
         tab.fill("#seed", "1")  # a draw without end-of-sequence: only the cancel can stop it early
+        sent = []
+        tab.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
         tab.click("[data-run=generate]")
         tab.wait_for_selector("#progress:not([hidden])")
         assert "tokens" in tab.inner_text("#status-text") and tab.is_visible("#cancel")
         shot(tab, "progress")
+        tab.focus("#prompt")  # finding 4: Ctrl+Enter while a job runs sends nothing and says why
+        tab.keyboard.press("Control+Enter")
+        tab.wait_for_selector("#status-text:text('still working')")
+        assert len(sent) == 1 and tab.is_disabled("[data-run=generate]") and tab.is_visible("#cancel")
+        tab.wait_for_selector("#gen-text .tok >> nth=2")  # finding 13: tokens arrive while it runs
         tab.click("#cancel")
         tab.wait_for_selector("#status-text:text('cancelled')")
         assert tab.is_enabled("[data-run=generate]") and tab.is_hidden("#error")
+        kept = tab.locator("#gen-text .tok").count()  # cancel keeps what was made
+        assert 3 <= kept < 100 and f"after {kept} tokens" in tab.inner_text("#out-generate")
+        assert f"kept the {kept} tokens" in tab.inner_text("#status-text")
         worker, deadline = app.state.worker, time.monotonic() + 60
         while not worker.recent and time.monotonic() < deadline:
             time.sleep(0.05)

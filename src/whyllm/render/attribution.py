@@ -11,14 +11,38 @@ from rich.table import Table
 from rich.text import Text
 
 from whyllm.render import dispatch
-from whyllm.render.html import bar, esc, heat_color, table
+from whyllm.render.html import esc, heat_color, signed_bar, table
 from whyllm.render.terminal import token_cell
 from whyllm.render.text import visible
 from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
 
-__all__ = ["heat_style", "pieces"]
+__all__ = ["by_magnitude", "deletion_svg", "heat_style", "method_name", "pieces", "plain_words", "position"]
 
 _TOP = 10
+
+# Readable method names (reports and the terminal); unknown names fall back to spaces for underscores.
+_METHOD_NAMES = {
+    "integrated_gradients": "integrated gradients", "input_x_gradient": "input × gradient",
+    "saliency": "saliency (gradient norm)", "occlusion": "occlusion", "attention": "attention (last layer)",
+    "attention_rollout": "attention rollout", "context_ablation": "context ablation",
+}
+# Methods whose scores do not depend on the target or foil: their views never say "why X rather than Y".
+_TARGET_FREE = {"attention", "attention_rollout"}
+
+
+def method_name(method: str) -> str:
+    """Return a method's readable name (``"integrated_gradients"`` -> ``"integrated gradients"``)."""
+    return _METHOD_NAMES.get(method, method.replace("_", " "))
+
+
+def by_magnitude(units: tuple[Unit, ...] | list[Unit]) -> list[Unit]:
+    """Units ranked by absolute score, strongest evidence first whatever its sign (ties: input order)."""
+    return sorted(units, key=lambda u: (-abs(u.score), u.start))
+
+
+def position(u: Unit) -> str:
+    """Return where a unit sits in the input, ``"7"`` or ``"3-5"``: tells repeated tokens apart."""
+    return str(u.start) if u.end - u.start <= 1 else f"{u.start}-{u.end - 1}"
 
 
 def heat_style(score: float) -> str:
@@ -46,12 +70,44 @@ def pieces(r: AttributionResult) -> list[tuple[str, float | None, Unit | None]]:
 
 
 def _title(r: AttributionResult) -> str:
+    if r.method in _TARGET_FREE:  # the scores ignore the target: do not present them as its reasons
+        return (f"where the model looks: {method_name(r.method)} by {r.granularity} "
+                f"(independent of the target and foil)")
     what = f"{r.target!r}" + (f" rather than {r.foil!r}" if r.foil is not None else "")
-    return f"why {what}? {r.method} by {r.granularity} (f = {r.score:.3f}, baseline {r.baseline})"
+    return (f"why {what}? {method_name(r.method)} by {r.granularity} "
+            f"(f = {r.score:.3f}, baseline {r.baseline})")
+
+
+def _warning(r: AttributionResult) -> str | None:
+    """The completeness warning with its fix, when integrated gradients did not converge (error > 1%)."""
+    if r.completeness_error is None or r.completeness_error <= 0.01:
+        return None
+    return (f"warning: the scores do not add up: completeness error {r.completeness_error:.1%} "
+            f"with {r.steps} steps (above 1%). Rerun with more steps, e.g. --steps auto.")
+
+
+def plain_words(r: AttributionResult) -> str | None:
+    """Faithfulness in one sentence: what removing the top-ranked units does to the score ``f``."""
+    f = r.faithfulness
+    if f is None or len(f.deletion_fractions) < 2 or not r.units:
+        return None
+    n = len(r.units)
+    count = max(1, round(f.deletion_fractions[1] * n))
+    order = sorted(range(n), key=lambda k: (-r.units[k].score, k))  # the order faithfulness removes them in
+    removed = ", ".join(repr(r.units[k].text) for k in order[:count])
+    what = (f"log p({r.target!r}) - log p({r.foil!r})" if r.foil is not None else f"log p({r.target!r})")
+    before, after = f.deletion_scores[0], f.deletion_scores[1]
+    flips = r.foil is not None and before * after < 0
+    lead = f"removing {removed} alone" if count == 1 else f"removing the top {count} units ({removed})"
+    return (f"{lead} {'flips the answer' if flips else 'moves the score'}: f = {what} goes from "
+            f"{before:.2f} to {after:.2f}; with every unit removed it is {f.empty_score:.2f}")
 
 
 def _faith_lines(r: AttributionResult) -> list[str]:
     lines = []
+    words = plain_words(r)
+    if words:
+        lines.append(words)
     if r.steps is not None:
         err = f", completeness error {r.completeness_error:.2%}" if r.completeness_error is not None else ""
         lines.append(f"integrated gradients: {r.steps} steps{err}")
@@ -86,16 +142,24 @@ def _(r: AttributionResult) -> RenderableType:
     heat = Text()
     for text, rel, _u in pieces(r):
         heat.append(visible(text) if rel is None else text, style="dim" if rel is None else heat_style(rel))
-    table = Table(title=f"top units (of {len(r.units)})", title_justify="left")
-    cols = [("rank", "right"), ("unit", "left"), ("tokens", "right"), ("score", "right"), ("", "left")]
+    table = Table(title=f"strongest units by |score| (top {min(_TOP, len(r.units))} of {len(r.units)})",
+                  title_justify="left")
+    cols = [("rank", "right"), ("unit", "left"), ("position", "right"), ("score", "right"),
+            ("against | for", "left")]
     for col, just in cols:
         table.add_column(col, justify=just)
     scale = max((abs(u.score) for u in r.units), default=0.0) or 1.0
-    for i, u in enumerate(r.ranked()[:_TOP]):
-        width = round(12 * abs(u.score) / scale)
-        table.add_row(str(i + 1), token_cell(u.text), f"{u.start}-{u.end - 1}", f"{u.score:.4f}",
-                      Text("█" * width, style="red" if u.score >= 0 else "blue"))
-    parts: list[RenderableType] = [Text(_title(r), style="bold"), heat, table]
+    for i, u in enumerate(by_magnitude(r.units)[:_TOP]):
+        width = round(8 * abs(u.score) / scale)
+        signed = (Text(" " * (8 - width)) + Text("█" * width, style="blue") + Text("│" + " " * 8)
+                  if u.score < 0 else Text(" " * 8 + "│") + Text("█" * width, style="red"))
+        table.add_row(str(i + 1), token_cell(u.text), position(u), f"{u.score:+.4f}", signed)
+    parts: list[RenderableType] = [Text(_title(r), style="bold"), heat,
+                                   Text(f"scale: blue −{scale:.4g} … red +{scale:.4g} "
+                                        "(red pushes towards the target, blue against)", style="dim"), table]
+    warning = _warning(r)
+    if warning:
+        parts.append(Text(warning, style="bold yellow"))
     if r.matrix is not None and r.matrix_tokens is not None:
         per = Table("output token", "top inputs", title="per output token", title_justify="left")
         for j, tok in enumerate(r.matrix_tokens):
@@ -116,7 +180,7 @@ def _(r: EvaluationResult) -> RenderableType:
     for col in ("rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in r.ranking:
-        table.add_row(str(row["rank"]), row["method"], f"{row['comprehensiveness']:.3f}",
+        table.add_row(str(row["rank"]), method_name(row["method"]), f"{row['comprehensiveness']:.3f}",
                       f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}")
     return table
 
@@ -132,28 +196,72 @@ def _heat_html(r: AttributionResult) -> str:
     return "".join(out)
 
 
+def deletion_svg(r: AttributionResult, width: int = 300, height: int = 150) -> str:
+    """Return the deletion curve as inline SVG ("" when faithfulness was not computed).
+
+    f as the top units are removed (blue) against the straight line between no unit and every unit
+    removed (dashed).
+    """
+    f = r.faithfulness
+    if f is None or len(f.deletion_scores) < 2:
+        return ""
+    xs, ys = f.deletion_fractions, f.deletion_scores
+    lo, hi = min(*ys, 0.0), max(*ys, 0.0)
+    span = (hi - lo) or 1.0
+    left, bottom = 40, 22
+
+    def x(v: float) -> float:
+        return left + v * (width - left - 8)
+
+    def y(v: float) -> float:
+        return 8 + (hi - v) / span * (height - bottom - 8)
+
+    points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, ys, strict=True))
+    label = (f"deletion curve: f falls from {ys[0]:.2f} to {ys[-1]:.2f} as the top-ranked units are removed")
+    return (
+        f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" style="display:block;margin:.4em 0">'
+        f'<line x1="{left}" x2="{width - 8}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#8c959f"/>'
+        f'<line x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(ys[0]):.1f}" y2="{y(ys[-1]):.1f}" stroke="#57606a" '
+        'stroke-dasharray="4 3"/>'
+        f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="2"/>'
+        f'<text x="2" y="{y(hi) + 4:.1f}" font-size="10">{hi:.1f}</text>'
+        f'<text x="2" y="{y(lo):.1f}" font-size="10">{lo:.1f}</text>'
+        f'<text x="{left}" y="{height - 6}" font-size="10">0% … share of units removed (top first) … 100%'
+        "</text>"
+        "</svg><p class='legend'>blue: f as units are removed in the method's order · dashed: the straight "
+        "line between the ends; a faithful ranking falls below it early</p>"
+    )
+
+
 @dispatch.html.register
 def _(r: AttributionResult) -> str:
     scale = max((abs(u.score) for u in r.units), default=0.0) or 1.0
     rows = "".join(
-        f"<tr><td>{i + 1}</td><td><span class='tok'>{esc(visible(u.text))}</span></td><td>{u.score:.4f}</td>"
-        f"<td>{bar(abs(u.score) / scale, 120)}</td></tr>"
-        for i, u in enumerate(r.ranked()[:_TOP])
+        f"<tr><td>{i + 1}</td><td><span class='tok'>{esc(visible(u.text))}</span></td><td>{position(u)}</td>"
+        f"<td>{u.score:+.4f}</td><td>{signed_bar(u.score / scale, 120)}</td></tr>"
+        for i, u in enumerate(by_magnitude(r.units)[:_TOP])
     )
     notes = "".join(f"<p>{esc(line)}</p>" for line in _step_lines(r.step)) if r.step else ""
     faith = "".join(f"<p class='dim'>{esc(line)}</p>" for line in _faith_lines(r))
+    warning = _warning(r)
+    warn = f"<p class='warn'>{esc(warning)}</p>" if warning else ""
     return (
-        f"<h2>{esc(_title(r))}</h2><p>{_heat_html(r)}</p>"
-        "<p class='legend'>red: pushes the target up · blue: pushes it down · grey: not attributed "
-        "(special or template tokens) · hover a unit for its score</p>"
-        f"<table><tr><th>rank</th><th>unit</th><th>score</th><th></th></tr>{rows}</table>{notes}{faith}"
+        f"<h2>{esc(_title(r))}</h2>{warn}<p>{_heat_html(r)}</p>"
+        f"<p class='legend'>−{scale:.4g}<span class='ramp signed'></span>+{scale:.4g} · red: pushes the "
+        "target up · blue: pushes it down · grey: not attributed (special or template tokens) · hover a unit "
+        "for its score</p>"
+        f"<table><tr><th>rank</th><th>unit</th><th>position</th><th>score</th><th>against | for</th></tr>"
+        f"{rows}</table><p class='dim'>ranked by |score|: the strongest evidence either way first</p>"
+        f"{notes}{faith}{deletion_svg(r)}"
     )
 
 
 @dispatch.html.register
 def _(r: EvaluationResult) -> str:
-    rows = [[row["rank"], esc(row["method"]), f"{row['comprehensiveness']:.3f}", f"{row['sufficiency']:.3f}",
-             f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"] for row in r.ranking]
+    rows = [[row["rank"], esc(method_name(row["method"])), f"{row['comprehensiveness']:.3f}",
+             f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"]
+            for row in r.ranking]
     headers = ["rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"]
     title = f"<h2>Attribution methods ranked by faithfulness ({len(r.prompts)} prompts)</h2>"
     return title + table(headers, rows)

@@ -11,28 +11,33 @@ import html
 
 from whyllm._version import __version__
 from whyllm.render import dispatch
-from whyllm.render.text import prob_rgba, signed_rgba, visible
+from whyllm.render.text import LOW_PROB, prob_log_rgba, signed_rgba, visible
 from whyllm.results.generate import GenerationResult, SamplesResult
 from whyllm.results.predict import PredictResult
 
-__all__ = ["CSS", "bar", "esc", "fragment", "heat_color", "page"]
+__all__ = ["CSS", "PROB_LEGEND", "bar", "esc", "fragment", "heat_color", "page", "signed_bar"]
 
 CSS = """
 .whyllm{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;font-size:14px;color:#1f2328;
 max-width:1100px}
-.whyllm h2{font-size:17px;margin:.6em 0 .3em}.whyllm .dim{color:#6e7781}
+.whyllm h2{font-size:17px;margin:.6em 0 .3em}.whyllm .dim{color:#57606a}
 .whyllm table{border-collapse:collapse;margin:.4em 0}
 .whyllm td,.whyllm th{padding:2px 8px;text-align:left;border-bottom:1px solid #eaeef2}
 .whyllm .tok{font-family:ui-monospace,Menlo,Consolas,monospace;white-space:pre;border-radius:3px;
 padding:0 1px}
 .whyllm .bar{display:inline-block;height:12px;background:#4c78a8;vertical-align:middle}
 .whyllm .prompt{font-weight:600}.whyllm .scroll{max-height:480px;overflow:auto}
-.whyllm .legend{font-size:12px;color:#6e7781}
+.whyllm .legend{font-size:12px;color:#57606a}
+.whyllm .sbar{display:inline-flex;width:var(--w);vertical-align:middle}
+.whyllm .sbar>span{width:50%;display:flex}
+.whyllm .sbar>span:first-child{justify-content:flex-end;border-right:1px solid #8c959f}
+.whyllm .sbar i{display:inline-block;height:12px}.whyllm .sbar i.neg{background:#2563eb}
+.whyllm .sbar i.pos{background:#dc2626}
+.whyllm .warn{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:6px 10px;color:#1f2328}
 .whyllm ul.tree{list-style:none;padding-left:1.2em;border-left:1px dashed #ccc}
 .whyllm .ramp{display:inline-block;width:160px;height:10px;vertical-align:middle;border:1px solid #d8dee4;
 margin:0 6px}
-.whyllm .ramp.prob{background:linear-gradient(to right,rgba(239,68,68,.55) 0 10%,rgba(34,197,94,.21) 10%,
-rgba(34,197,94,.75))}
+.whyllm .ramp.prob{background:linear-gradient(to right,rgba(45,164,78,.05),rgba(45,164,78,.6))}
 .whyllm .ramp.signed{background:linear-gradient(to right,#2563eb,rgba(37,99,235,0) 50%,
 rgba(220,38,38,0) 50%,#dc2626)}
 .whyllm .ramp.attn{background:linear-gradient(to right,rgba(91,33,182,0),#5b21b6)}
@@ -41,11 +46,14 @@ PAGE_CSS = """
 body{margin:0;background:#f6f8fa}.report{max-width:1140px;margin:0 auto;padding:16px 20px;background:#fff;
 min-height:100vh;border-left:1px solid #d8dee4;border-right:1px solid #d8dee4}
 .report header{display:flex;gap:12px;align-items:baseline;border-bottom:1px solid #d8dee4;padding-bottom:8px;
-font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#6e7781;font-size:13px}
+font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#57606a;font-size:13px}
 .report header strong{color:#1f2328;font-size:17px}
 .report footer{margin-top:18px;border-top:1px solid #d8dee4;padding-top:8px;font:12px system-ui,sans-serif;
-color:#6e7781}
+color:#57606a}
 """
+
+
+PROB_LEGEND = "probability (log scale): 0.01%<span class='ramp prob'></span>100%"
 
 
 def esc(text: object) -> str:
@@ -63,9 +71,19 @@ def bar(p: float, width: int = 200) -> str:
     return f'<span class="bar" style="width:{max(1, round(p * width))}px"></span>'
 
 
+def signed_bar(v: float, width: int = 120) -> str:
+    """A bar for a signed value in [-1, 1] around a centre line: blue to the left, red to the right."""
+    w = max(1, round(min(1.0, abs(v)) * width / 2))
+    cls = "neg" if v < 0 else "pos"
+    bar_html = f'<i class="{cls}" style="width:{w}px"></i>'
+    left, right = (bar_html, "") if v < 0 else ("", bar_html)
+    return (f'<span class="sbar" style="--w:{width}px" title="{v:+.3f} of the largest">'
+            f"<span>{left}</span><span>{right}</span></span>")
+
+
 def prob_color(p: float) -> str:
-    """CSS colour of a probability (:func:`whyllm.render.text.prob_rgba`)."""
-    return "rgba({},{},{},{:.2f})".format(*prob_rgba(p))
+    """CSS colour of a probability on the log scale (:func:`whyllm.render.text.prob_log_rgba`)."""
+    return "rgba({},{},{},{:.3f})".format(*prob_log_rgba(p))
 
 
 def fragment(result: object) -> str:
@@ -121,14 +139,15 @@ def _(r: PredictResult) -> str:
 @dispatch.html.register
 def _(r: GenerationResult) -> str:
     toks = "".join(
-        tok(s.token, f"background:{prob_color(s.prob)}",
+        tok(s.token, f"background:{prob_color(s.prob)}" + (";text-decoration:underline wavy #cf222e"
+                                                           if s.prob < LOW_PROB else ""),
              f"p={s.prob:.3f} rank={s.rank} | "
              + ", ".join(f"{a.token!r} {a.prob:.3f}" for a in s.alternatives))
         for s in r.steps
     )
     return (
         f"<h2>Generation</h2><p><span class='prompt'>{esc(r.prompt)}</span>{toks}</p>"
-        "<p class='legend'>green: likely picks · red: picks under 10% "
+        f"<p class='legend'>{PROB_LEGEND} · red wavy underline: sampled although under 10% likely "
         "(hover a token for its alternatives)</p>"
         f"<p class='dim'>stopped: {esc(r.stop_reason)} · {esc(r.settings)}</p>"
     )

@@ -1,9 +1,9 @@
 """Terminal and HTML views of the internals results: lens grid, component bars, attention, patching.
 
 Registered on import (``whyllm.render.terminal`` imports this module on first use). Views return
-renderables / HTML strings and never print. Colour scales: probabilities green (likely) to red
-(under 10%); signed values red (positive) / blue (negative), scaled to the largest magnitude shown;
-attention weights purple.
+renderables / HTML strings and never print. Colour scales: probabilities one green hue on a log scale in
+HTML (the terminal keeps green likely / red under 10%); signed values red (positive) / blue (negative),
+scaled to the largest magnitude shown; attention weights purple.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from whyllm.render import dispatch
-from whyllm.render.html import bar, esc, heat_color, prob_color, tok
+from whyllm.render.html import PROB_LEGEND, bar, esc, heat_color, prob_color, signed_bar, tok
 from whyllm.render.terminal import prob_style
 from whyllm.render.text import fmt_prob, shorten, visible
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
@@ -108,8 +108,8 @@ def _(r: LensResult) -> str:
     return (
         f"<h2>Logit lens of <span class='prompt'>{esc(r.prompt)}</span></h2>"
         f"<div class='scroll'><table><tr><th>layer</th>{head}</tr>{''.join(rows)}</table></div>"
-        "<p class='legend'>cell: top token after that layer (hover for the top-k); colour: its probability "
-        "<span class='ramp prob'></span> red under 10%, green up to 1</p>"
+        "<p class='legend'>cell: top token after that layer (hover for the top-k); colour: its "
+        f"{PROB_LEGEND}</p>"
     )
 
 
@@ -156,7 +156,7 @@ def _(r: ComponentsResult) -> str:
     scale = max([abs(p.value) for p in parts] + [1e-12])
     rows = "".join(
         f"<tr><td>{esc(p.name)}</td>{_signed_td(p.value, scale, f'{p.value:+.4f}')}"
-        f"<td>{bar(abs(p.value) / scale, 160)}</td></tr>"
+        f"<td>{signed_bar(p.value / scale, 160)}</td></tr>"
         for p in parts
     )
     neurons = "".join(
@@ -171,7 +171,7 @@ def _(r: ComponentsResult) -> str:
     return (
         f"<h2>Direct logit attribution of {tok(r.target_token)}{foil} after "
         f"<span class='prompt'>{esc(r.prompt)}</span></h2>"
-        f"<table><tr><th>part</th><th>value</th><th>|value|</th></tr>{rows}</table>"
+        f"<table><tr><th>part</th><th>value</th><th>lowers | raises</th></tr>{rows}</table>"
         f"<p class='legend'>red adds to the logit (difference), blue takes away {_SIGNED_RAMP}"
         f" total {r.total:.4f}{esc(capped)}, error {abs(r.error):.1e}</p>{neurons}"
     )

@@ -5,7 +5,9 @@ Nothing here knows about rich, HTML or matplotlib; each format turns these value
 
 from __future__ import annotations
 
-__all__ = ["LOW_PROB", "fmt_prob", "prob_rgba", "shorten", "signed_rgba", "visible"]
+import math
+
+__all__ = ["LOW_PROB", "fmt_prob", "prob_log_rgba", "prob_rgba", "shorten", "signed_rgba", "visible"]
 
 LOW_PROB = 0.1  # picks below this probability are marked as unlikely
 
@@ -34,6 +36,16 @@ def fmt_prob(p: float, exp_digits: int = 1) -> str:
 def prob_rgba(p: float) -> tuple[int, int, int, float]:
     """The probability colour of every view: green, stronger when likelier; red under :data:`LOW_PROB`."""
     return (34, 197, 94, 0.15 + 0.6 * p) if p >= LOW_PROB else (239, 68, 68, 0.55)
+
+
+def prob_log_rgba(p: float) -> tuple[int, int, int, float]:
+    """Return the probability colour of the explorer and the HTML reports.
+
+    One green hue whose strength follows log10(p) from 0.01% (faint) to 100% (strongest), so likely but
+    not top answers never look like errors (red marks only unlikely sampled tokens, separately).
+    """
+    t = max(0.0, min(1.0, (math.log10(max(float(p), 1e-12)) + 4) / 4))
+    return (45, 164, 78, round(0.05 + 0.55 * t, 3))
 
 
 def signed_rgba(s: float) -> tuple[int, int, int, float]:

@@ -8,9 +8,11 @@ time on the :class:`~whyllm.server.worker.Worker`; a client that disconnects can
 """
 
 import asyncio
+import json
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -19,7 +21,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -28,6 +30,7 @@ from whyllm.errors import WhyllmError
 from whyllm.methods.attribution.registry import METHODS
 from whyllm.methods.registry import ANALYSES
 from whyllm.model.base import Model
+from whyllm.results.base import json_safe
 from whyllm.server import schemas
 from whyllm.server.security import REPORT_CSP, Guard, cookie_name, given_token, token_matches
 from whyllm.server.worker import Busy, Cancelled, Job, Worker
@@ -161,15 +164,31 @@ def _analysis(body: schemas.ApiRequest) -> tuple[str, Callable[..., Any], str | 
     return entry.name, entry.fn, entry.unit
 
 
-def _job(model: Model, body: schemas.ApiRequest, fmt: str, resolve: Resolver) -> Job:
-    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize)."""
+_KEEP_RESULTS = 16  # results kept for ``GET /api/report/{id}`` (the report of what the page shows)
+
+
+def _keep(kept: OrderedDict, job_id: str, result: Any) -> None:
+    """Keep ``result`` under ``job_id``, dropping the oldest beyond :data:`_KEEP_RESULTS`."""
+    kept[job_id] = result
+    while len(kept) > _KEEP_RESULTS:
+        kept.popitem(last=False)
+
+
+def _job(model: Model, body: schemas.ApiRequest, fmt: str, resolve: Resolver, kept: OrderedDict) -> Job:
+    """Make a job running ``body``'s analysis; the arguments are built on the worker (they may tokenize).
+
+    The result object is also kept in ``kept`` under the job's id, so its HTML report can be written
+    later without running it again.
+    """
     name, fn, unit = resolve(body)
 
     def work(job: Job) -> bytes:
         kwargs = body.call(model)
         if unit is not None:
             kwargs["progress"] = job.progress
-        return encode(fn(model, **kwargs), fmt)
+        result = fn(model, **kwargs)
+        _keep(kept, job.id, result)
+        return encode(result, fmt)
 
     return Job(name, work, unit=unit or "passes")
 
@@ -178,7 +197,7 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
                   resolve: Resolver = _analysis) -> None:
     async def endpoint(request: Request, body: schema,  # type: ignore[valid-type]
                        fmt: Literal["json", "html"] = Query("json", alias="format")) -> Response:
-        job = _job(app.state.model, body, fmt, resolve)
+        job = _job(app.state.model, body, fmt, resolve, app.state.results)
         app.state.worker.submit(job)
         content = await _wait(request, job, app.state.limits.job_seconds)
         if content is None:  # nobody is listening any more
@@ -187,11 +206,70 @@ def _add_endpoint(app: FastAPI, name: str, schema: type[schemas.ApiRequest], sum
             headers = {"content-security-policy": REPORT_CSP,
                        "content-disposition": f'inline; filename="whyllm-{name}.html"'}
             return HTMLResponse(content, headers=headers)
-        return Response(content, media_type="application/json")
+        return Response(content, media_type="application/json", headers={"x-whyllm-result": job.id})
 
     endpoint.__name__ = f"api_{name}"
     app.post(f"/api/{name}", summary=summary, responses={200: {"description": "The result's JSON document "
              "(as the command's --json), or its HTML report with format=html."}, **_ERRORS})(endpoint)
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(json_safe(data), ensure_ascii=False)}\n\n"
+
+
+def _add_stream(app: FastAPI) -> None:
+    """Add ``POST /api/generate/stream``: one continuation as server-sent events.
+
+    A ``step`` event per token (the step's JSON as in the document), then ``result`` (the whole document
+    and its ``id`` for ``GET /api/report/{id}``) or ``error``. A client that disconnects cancels the job;
+    what it received stays its own.
+    """
+    answer = {200: {"description": "text/event-stream: step events, then result or error."}, **_ERRORS}
+
+    @app.post("/api/generate/stream", responses=answer,
+              summary="One continuation streamed token by token (server-sent events).")
+    async def generate_stream(request: Request, body: schemas.GenerateRequest) -> Response:
+        if body.samples > 1:
+            return _error(422, "InvalidRequest", "streaming draws one continuation; got "
+                          f"samples={body.samples} (use POST /api/generate for several)")
+        loop = asyncio.get_running_loop()
+        steps: asyncio.Queue = asyncio.Queue()
+        entry, kept = ANALYSES[body.name()], app.state.results
+
+        def work(job: Job) -> dict[str, Any]:
+            kwargs = body.call(app.state.model)
+            kwargs["progress"] = job.progress
+            kwargs["on_step"] = lambda _i, step: loop.call_soon_threadsafe(steps.put_nowait, step.to_dict())
+            result = entry.fn(app.state.model, **kwargs)
+            _keep(kept, job.id, result)
+            return result.to_dict()
+
+        job = Job(entry.name, work, unit=entry.unit or "tokens")
+        app.state.worker.submit(job)
+        future = asyncio.wrap_future(job.future)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        async def events():
+            try:
+                while not (future.done() and steps.empty()):
+                    try:
+                        step = await asyncio.wait_for(steps.get(), 0.1)
+                    except TimeoutError:
+                        if await request.is_disconnected():
+                            job.cancel()
+                            return
+                        continue
+                    yield _sse("step", step)
+                try:
+                    yield _sse("result", {"id": job.id, "doc": future.result()})
+                except (WhyllmError, Cancelled) as exc:
+                    yield _sse("error", {"error": type(exc).__name__, "detail": str(exc)})
+            finally:
+                if not future.done():
+                    job.cancel()
+
+        headers = {"cache-control": "no-store"}
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 def _info(model: Model, limits: schemas.Limits, runs: Mapping[str, Path]) -> dict[str, Any]:
@@ -200,6 +278,8 @@ def _info(model: Model, limits: schemas.Limits, runs: Mapping[str, Path]) -> dic
         "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
         "d_vocab": a.d_vocab, "d_model": a.d_model, "endpoints": sorted(ENDPOINTS), "limits": vars(limits),
         "explain_methods": list(METHODS), "runs": sorted(runs),
+        "explain_method_info": {m.name: {"summary": m.summary, "uses_target": m.uses_target}
+                                for m in METHODS.values()},
     }
 
 
@@ -250,10 +330,12 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
                   "of `whyllm <command>` and answers its `--json` document. Send the launch token in the "
                   "`X-Whyllm-Token` header.")
     app.state.model, app.state.token, app.state.worker, app.state.limits = model, token, worker, limits
+    app.state.results = OrderedDict()
     _install_handlers(app)
     for name, (schema, summary) in ENDPOINTS.items():
         _add_endpoint(app, name, schema, summary)
     _add_emerge(app, named)
+    _add_stream(app)
 
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:
@@ -275,6 +357,17 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
         if not token_matches(given_token(request.headers), token):
             return HTMLResponse(_NEED_TOKEN, status_code=401)
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/api/report/{result_id}", summary="The HTML report of a recent result (its id is the "
+             "`X-Whyllm-Result` header of the JSON answer): the result already computed, not a new run.")
+    async def report(result_id: str) -> Response:
+        result = app.state.results.get(result_id)
+        if result is None:
+            return _error(404, "UnknownResult", f"no recent result with id {result_id!r} (the server "
+                          f"keeps the last {_KEEP_RESULTS}); run the analysis again")
+        headers = {"content-security-policy": REPORT_CSP,
+                   "content-disposition": f'inline; filename="whyllm-{result.kind}.html"'}
+        return HTMLResponse(result.to_html(), headers=headers)
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(Guard, token=token, allowed_hosts=allowed_hosts, max_body=limits.body_bytes)

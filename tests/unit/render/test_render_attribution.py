@@ -71,3 +71,70 @@ def test_evaluation_views():
     text = _text(r)
     assert text.index("occlusion") < text.index("attention")
     assert "occlusion" in fragment(r)
+
+
+def _negative_strongest():
+    """The IOI shape of finding 2: the strongest unit is negative and its token appears twice."""
+    units = (Unit(" John", 0.3, 1, 2), Unit(" to", 4.064, 2, 3), Unit(" the", -0.077, 3, 4),
+             Unit(" John", -4.935, 4, 5))
+    return _result(input_ids=(1, 5, 6, 9, 5), input_tokens=("<bos>", " John", " to", " the", " John"),
+                   token_scores=torch.tensor([0.0, 0.3, 4.064, -0.077, -4.935]), units=units)
+
+
+def test_terminal_ranks_by_magnitude_with_sign_and_position():
+    text = _text(_negative_strongest())
+    rows = [line for line in text.splitlines() if "│" in line and ("John" in line or "to" in line)]
+    assert "-4.9350" in rows[0] and "␣John" in rows[0] and " 4 " in rows[0]  # strongest, negative, position 4
+    assert "+4.0640" in rows[1]
+    assert text.index("+0.3000") < text.index("-0.0770")  # |0.3| > |-0.077|
+    assert "position" in text and "−4.935" in text and "+4.935" in text  # the legend's scale
+
+
+def test_html_ranks_by_magnitude_with_signed_bars_and_positions():
+    html = fragment(_negative_strongest())
+    table = html[html.index("<th>rank</th>"):]
+    first = table[table.index("<tr><td>1</td>"):table.index("<tr><td>2</td>")]
+    assert "␣John" in first and "<td>4</td>" in first and "-4.9350" in first and 'class="neg"' in first
+    assert "<th>position</th>" in table and "sbar" in table and "integrated gradients" in html
+
+
+def test_target_free_methods_are_not_titled_as_reasons_for_the_target():
+    r = _result(method="attention", steps=None, completeness_error=None)
+    assert "rather than" not in _text(r) and "independent of the target" in _text(r)
+    assert "rather than" not in fragment(r)
+
+
+def test_completeness_warning_names_the_fix():
+    r = _result(completeness_error=0.538)
+    assert "53.8%" in _text(r) and "--steps auto" in _text(r).replace("\n", " ")
+    assert "class='warn'" in fragment(r) and "--steps auto" in fragment(r)
+    assert "warning" not in _text(_result())
+
+
+def test_report_probability_colour_is_one_hue_on_a_log_scale():
+    from whyllm.render.html import prob_color
+    from whyllm.render.text import prob_log_rgba
+
+    shades = [prob_log_rgba(p) for p in (1e-5, 1e-3, 0.05, 0.5, 1.0)]
+    assert {s[:3] for s in shades} == {(45, 164, 78)}  # no red for a 5% runner-up
+    alphas = [s[3] for s in shades]
+    assert alphas == sorted(alphas) and alphas[0] == 0.05 and alphas[-1] == 0.6
+    assert prob_color(0.01) == "rgba(45,164,78,0.325)"
+
+
+def test_faithfulness_in_plain_words():
+    from whyllm.render.attribution import plain_words
+
+    faith = Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 1 / 3, 1.0), (1.25, -0.5, 0.1), 1.25, 0.1)
+    r = _result(faithfulness=faith)
+    words = plain_words(r)
+    assert words.startswith("removing '<b>Mary</b>' alone flips the answer")  # the top unit by score
+    assert "log p(' <Mary>') - log p(' John') goes from 1.25 to -0.50" in words and "is 0.10" in words
+    assert "moves the score" in plain_words(_result(foil=None, foil_ids=None, faithfulness=r.faithfulness))
+    assert words.split(":")[0] in _text(r).replace("\n", " ")
+
+
+def test_html_report_draws_the_deletion_curve():
+    html = fragment(_result())
+    assert "<polyline points=" in html and 'stroke-dasharray="4 3"' in html and "deletion curve" in html
+    assert "<polyline" not in fragment(_result(faithfulness=None))

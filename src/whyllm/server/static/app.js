@@ -24,38 +24,77 @@ function el(tag, props, ...children) {
   }
   return node;
 }
+// the SVG namespace name (an identifier, never fetched; split so no address appears in the source)
+const SVG_NS = ["http:", "", "www.w3.org", "2000", "svg"].join("/");
 const clear = (node) => { node.replaceChildren(); return node; };
 const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
-const visible = (t) => String(t ?? "").replace(/[ \n\t\r]/g, (c) => VISIBLE[c]);
+// an empty token (e.g. part of a multi-byte character) is shown as ∅ so it can still be seen and clicked
+const visible = (t) => (String(t ?? "") === "" ? "∅" : String(t ?? "").replace(/[ \n\t\r]/g, (c) => VISIBLE[c]));
 const fmt = (x, d = 3) => (x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(d));
 const pct = (p) => (p === null || p === undefined ? "–" : p >= 0.001 ? (100 * p).toFixed(1) + "%" : Number(p).toExponential(1));
 
-// ---------- colour scales (the same as the HTML reports: whyllm/render/html.py) ----------
-function probColor(p) {   // generation tokens, lens cells: green likely, red picks under 10%
-  return p >= 0.1 ? `rgba(34,197,94,${(0.15 + 0.6 * p).toFixed(2)})` : "rgba(239,68,68,0.55)";
-}
-function heatColor(s) {   // signed scores in [-1, 1]: red positive, blue negative
+// ---------- colour scales ----------
+// Probability: one continuous single-hue scale on log10(p) from 0.01% to 100% (the legend shows the ticks).
+// Red is kept for one meaning only: a generated token sampled although the model found it unlikely.
+const PROB_RGB = [45, 164, 78];
+const probT = (p) => Math.max(0, Math.min(1, (Math.log10(Math.max(Number(p) || 0, 1e-12)) + 4) / 4));
+const probRgba = (p) => [...PROB_RGB, 0.05 + 0.55 * probT(p)];
+function signedRgba(s) {   // signed scores in [-1, 1]: red positive, blue negative
   const v = Math.max(-1, Math.min(1, Number(s) || 0));
-  return v >= 0 ? `rgba(220,38,38,${v.toFixed(3)})` : `rgba(37,99,235,${(-v).toFixed(3)})`;
+  return v >= 0 ? [220, 38, 38, v] : [37, 99, 235, -v];
 }
-const attnColor = (w) => `rgba(91,33,182,${Math.max(0, Math.min(1, w)).toFixed(3)})`;
+// Background and a text colour that stays readable on it (WCAG AA: black or white, whichever passes).
+function paint(rgba) {
+  const [r, g, b, a] = rgba;
+  const mix = [r, g, b].map((c) => (c * a + 255 * (1 - a)) / 255);
+  const lin = mix.map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4));
+  const lum = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
+  return { background: `rgba(${r},${g},${b},${a.toFixed(3)})`, color: lum >= 0.18 ? "#000" : "#fff" };
+}
+const probPaint = (p) => paint(probRgba(p));
+const heatPaint = (s) => paint(signedRgba(s));
+const probColor = (p) => probPaint(p).background;
+const heatColor = (s) => heatPaint(s).background;
 function legend(kind, left, right, note) {
-  return el("div", { class: "legend" }, el("span", { text: left }), el("span", { class: `ramp ${kind}` }),
+  return el("div", { class: "legend" }, el("span", { text: left }), el("span", { class: `ramp ${kind}`, "aria-hidden": "true" }),
     el("span", { text: right }), note ? el("span", { text: "· " + note }) : null);
 }
+function probLegend(note) {   // numeric ticks under the log scale
+  const ticks = ["0.01%", "0.1%", "1%", "10%", "100%"];
+  return el("div", { class: "legend prob-legend" }, el("span", { text: "probability (log scale):" }),
+    el("span", { class: "ramp-ticks" }, el("span", { class: "ramp prob", "aria-hidden": "true" }),
+      el("span", { class: "ticks" }, ticks.map((t) => el("span", { text: t })))),
+    note ? el("span", { text: "· " + note }) : null);
+}
 function tok(text, opts = {}) {
-  return el("span", { class: "tok " + (opts.cls || ""), title: opts.title, style: opts.bg ? { background: opts.bg } : null,
-    text: visible(text), onclick: opts.onclick, tabindex: opts.onclick ? "0" : null });
+  const style = opts.paint ? { background: opts.paint.background, color: opts.paint.color } : opts.bg ? { background: opts.bg } : null;
+  const node = el("span", { class: "tok " + (opts.cls || ""), title: opts.title, style, text: visible(text),
+    onclick: opts.onclick, tabindex: opts.onclick ? "0" : null, role: opts.onclick ? "button" : null,
+    "aria-label": opts.label });
+  if (opts.onclick) {   // keyboard: Enter and Space act like a click
+    node.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); opts.onclick(ev); }
+    });
+  }
+  return node;
 }
 function stat(k, v) { return el("div", { class: "stat" }, el("div", { class: "v", text: v }), el("div", { class: "k", text: k })); }
+function actionable(node, fn) {   // a non-button element that mouse and keyboard users can both activate
+  node.setAttribute("tabindex", "0"); node.setAttribute("role", "button");
+  node.addEventListener("click", fn);
+  node.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); fn(ev); } });
+  return node;
+}
 
 // ---------- talking to the server ----------
-async function api(name, body, format = "json") {
+// One request at a time: while one runs, Run buttons are disabled and Ctrl+Enter is ignored (the status says
+// so), so the page never shows "done" while the server is still working on a second request.
+async function api(name, body) {
   const controller = new AbortController();
   const started = performance.now();
   setBusy(name, controller);
   try {
-    const res = await fetch(`/api/${name}${format === "html" ? "?format=html" : ""}`, {
+    const res = await fetch(`/api/${name}`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       signal: controller.signal, credentials: "same-origin",
     });
@@ -64,7 +103,8 @@ async function api(name, body, format = "json") {
       try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
       throw new Error(`${res.status}: ${detail}`);
     }
-    const out = format === "html" ? await res.text() : await res.json();
+    const out = await res.json();
+    Object.defineProperty(out, "_resultId", { value: res.headers.get("x-whyllm-result"), enumerable: false });
     setIdle(`${name} done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     return out;
   } catch (e) {
@@ -72,12 +112,19 @@ async function api(name, body, format = "json") {
     throw e;
   }
 }
+async function quiet(name, body) {   // a small side request (hints): no busy state, errors ignored
+  try {
+    const res = await fetch(`/api/${name}`, { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body), credentials: "same-origin" });
+    return res.ok ? await res.json() : null;
+  } catch (_) { return null; }
+}
 function setBusy(name, controller) {
   state.pending = controller;
   $("status").classList.add("busy");
   $("status-text").textContent = `${name}…`;
   $("cancel").hidden = false;
-  document.querySelectorAll("button.run").forEach((b) => { b.disabled = true; });
+  document.querySelectorAll("button.run, button.branch-btn").forEach((b) => { b.disabled = true; });
   state.poll = setInterval(pollStatus, 300);
 }
 function setIdle(text) {
@@ -87,7 +134,7 @@ function setIdle(text) {
   $("status-text").textContent = text;
   $("progress").hidden = true;
   $("cancel").hidden = true;
-  document.querySelectorAll("button.run").forEach((b) => { b.disabled = false; });
+  document.querySelectorAll("button.run, button.branch-btn").forEach((b) => { b.disabled = false; });
 }
 async function pollStatus() {
   if (!state.pending) return;
@@ -103,12 +150,25 @@ async function pollStatus() {
     }
   } catch (_) { /* status is best effort */ }
 }
-function showError(e) {
+// Errors show at the top of the current tab, scrolled into view; the result below (if any) is marked as
+// out of date rather than left looking current.
+function showError(e, tab = state.tab) {
   const box = $("error");
-  box.textContent = String(e.message || e);
+  box.replaceChildren(el("strong", { text: "Request failed: " }), String(e.message || e));
   box.hidden = false;
+  const out = $(`out-${tab}`);
+  if (out && state.last[tab] && !out.classList.contains("stale")) {
+    out.classList.add("stale");
+    out.prepend(el("p", { class: "stale-note", text: "Out of date: this is the previous result; the last request "
+      + "failed (see the message above)." }));
+  }
+  box.scrollIntoView({ block: "nearest" });
 }
 function hideError() { $("error").hidden = true; }
+function fresh(tab) {   // a new result replaces any out-of-date marking
+  const out = $(`out-${tab}`);
+  out.classList.remove("stale");
+}
 
 // ---------- reading the controls ----------
 const val = (id) => $(id).value;
@@ -119,13 +179,26 @@ function sampling() {
   return { max_new_tokens: num("max_new_tokens") ?? 24, temperature: num("temperature") ?? 1, top_k: num("top_k"),
     top_p: num("top_p"), seed: num("seed"), greedy: $("greedy").checked };
 }
+function methodInfo(name) {
+  const info = state.info && state.info.explain_method_info;
+  return (info && info[name]) || { uses_target: true, summary: "" };
+}
+function explainSteps() {
+  const v = $("explain-steps").value.trim().toLowerCase();
+  return v === "auto" ? "auto" : Number(v) || 32;
+}
 const requests = {
   predict: () => ["predict", { prompt: prompt(), target: text("predict-target"), top_k: num("predict-top_k") ?? 10 }],
   generate: () => ["generate", { prompt: prompt(), ...sampling(), alternatives: num("generate-alternatives") ?? 8 }],
   samples: () => { const s = sampling(); delete s.greedy; return ["generate", { prompt: prompt(), ...s, samples: num("samples-n") ?? 6 }]; },
-  explain: () => ["explain", { prompt: prompt(), target: text("explain-target"), foil: text("explain-foil"),
-    method: val("explain-method"), granularity: val("explain-granularity"), steps: num("explain-steps") ?? 32,
-    faithfulness: $("explain-faithfulness").checked }],
+  explain: () => {
+    const method = val("explain-method");
+    const usesTarget = methodInfo(method).uses_target;
+    const body = { prompt: prompt(), target: text("explain-target"), foil: usesTarget ? text("explain-foil") : null,
+      method, granularity: val("explain-granularity"), faithfulness: $("explain-faithfulness").checked };
+    if (method === "integrated_gradients") body.steps = explainSteps();
+    return ["explain", body];
+  },
   lens: () => ["lens", { prompt: prompt(), target: text("lens-target"), top_k: num("lens-top_k") ?? 5 }],
   components: () => ["components", { prompt: prompt(), target: text("components-target"), foil: text("components-foil") }],
   attention: () => ["attention", { prompt: prompt(), layers: [Number(val("attention-layer") || 0)] }],
@@ -141,50 +214,157 @@ const requests = {
 const renderers = {};
 
 async function run(tab) {
+  if (state.pending) {   // one request at a time (Ctrl+Enter while a job runs does nothing but say so)
+    $("status-text").textContent = "still working: wait, or Cancel first";
+    return;
+  }
   hideError();
   const [name, body] = requests[tab]();
+  if (tab === "generate") { await streamGenerate(body); return; }
   try {
     const doc = await api(name, body);
-    state.last[tab] = { name, body, doc };
-    if (tab === "generate") state.gen = { prompt: body.prompt, body, doc, steps: doc.steps.slice(), branches: [] };
+    state.last[tab] = { name, body, doc, id: doc._resultId };
+    if (tab === "generate") {
+      state.gen = { prompt: body.prompt, body, doc, steps: doc.steps.slice(), history: [] };
+    }
+    fresh(tab);
     renderers[tab](doc);
     const report = document.querySelector(`[data-report="${tab}"]`);
     if (report) report.disabled = false;
+    if (["predict", "explain", "lens", "components"].includes(tab)) targetHint(tab, body.prompt, body.target);
   } catch (e) {
-    if (e.name !== "AbortError") showError(e);
+    if (e.name !== "AbortError") showError(e, tab);
   }
 }
 
+// Generation streams token by token (server-sent events over fetch); Cancel keeps the tokens already made.
+async function streamGenerate(body) {
+  const controller = new AbortController();
+  const started = performance.now();
+  setBusy("generate", controller);
+  const g = { prompt: body.prompt, body, steps: [], history: [],
+    doc: { stop_reason: "running…", settings: { seed: body.seed, temperature: body.temperature } } };
+  state.gen = g;
+  state.last.generate = null;
+  document.querySelector('[data-report="generate"]').disabled = true;
+  fresh("generate");
+  let finished = false;
+  try {
+    const res = await fetch("/api/generate/stream", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body), signal: controller.signal, credentials: "same-origin" });
+    if (!res.ok) {
+      let detail = res.statusText;
+      try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
+      throw new Error(`${res.status}: ${detail}`);
+    }
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
+        const event = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = JSON.parse((block.match(/^data: (.*)$/m) || [])[1] || "null");
+        if (event === "step") { g.steps.push(data); drawGeneration(); }
+        else if (event === "result") {
+          g.doc = data.doc; g.steps = data.doc.steps.slice(); finished = true;
+          state.last.generate = { name: "generate", body, doc: data.doc, id: data.id };
+          document.querySelector('[data-report="generate"]').disabled = false;
+          drawGeneration();
+        } else if (event === "error") throw new Error(`${data.error}: ${data.detail}`);
+      }
+    }
+    if (!finished) throw new Error("the stream ended without a result");
+    setIdle(`generate done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    const cancelled = e.name === "AbortError";
+    setIdle(cancelled ? `cancelled: kept the ${g.steps.length} tokens made` : "failed");
+    g.doc = { ...g.doc, stop_reason: cancelled ? `cancelled by you after ${g.steps.length} tokens` : "failed" };
+    if (g.steps.length) drawGeneration();
+    if (!cancelled) showError(e, "generate");
+  }
+}
+
+// "Save report" writes the result already on screen (kept by the server for a while), not a new run.
 async function saveReport(tab) {
   const last = state.last[tab];
   if (!last) return;
   hideError();
-  const body = { ...last.body };
-  if (last.doc && last.doc.settings && "seed" in last.doc.settings) body.seed = last.doc.settings.seed;  // same draw
   try {
-    const html = await api(last.name, body, "html");
+    const res = await fetch(`/api/report/${encodeURIComponent(last.id)}`, { credentials: "same-origin" });
+    if (!res.ok) {
+      let detail = res.statusText;
+      try { detail = (await res.json()).detail || detail; } catch (_) { /* not JSON */ }
+      throw new Error(`${res.status}: ${detail}`);
+    }
+    const html = await res.text();
     const url = URL.createObjectURL(new Blob([html], { type: "text/html" }));
     const a = el("a", { href: url, download: `whyllm-${tab}.html` });
     document.body.append(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-  } catch (e) { if (e.name !== "AbortError") showError(e); }
+  } catch (e) { showError(e, tab); }
+}
+
+// ---------- target hints: tokenisation made visible ----------
+// "Paris" and " Paris" are different tokens; when the other spelling ranks far better, say so.
+async function targetHint(tab, promptText, target) {
+  const box = $(`hint-${tab}`);
+  if (!box) return;
+  clear(box);
+  if (!target) return;
+  const other = /^\s/.test(target) ? target.replace(/^\s+/, "") : " " + target;
+  if (!other) return;
+  const [mine, theirs] = [await quiet("predict", { prompt: promptText, target, top_k: 1 }),
+    await quiet("predict", { prompt: promptText, target: other, top_k: 1 })];
+  if (!mine || !theirs || !mine.target || !theirs.target) return;
+  const a = mine.target; const b = theirs.target;
+  box.append(el("div", { class: "tokline" }, "target ", tok(target), " is ", a.tokens.length, " token",
+    a.tokens.length === 1 ? "" : "s", ": ", a.tokens.flatMap((t, i) => [tok(t), el("span", { class: "dim", text: ` id ${a.ids[i]} ` })]),
+    ` · rank of its first token ${a.rank}`));
+  if (b.rank * 5 <= a.rank) {
+    const use = el("button", { type: "button", class: "secondary", text: `use ${visible(other)}`,
+      onclick: () => { setShared("target", visible(other)); run(tab); } });
+    box.append(el("div", { class: "hint", role: "note" }, "Did you mean ", tok(other), ` (rank ${b.rank})? `,
+      tok(target), ` ranks ${a.rank}: a leading space makes a different token. `, use));
+  }
+}
+function setShared(kind, value) {
+  document.querySelectorAll(`input[data-shared="${kind}"]`).forEach((i) => { i.value = value; });
 }
 
 // ---------- next token ----------
+function promptTokens(ids, tokens) {   // the prompt as the model sees it: tokens with positions and ids
+  return el("details", { class: "tokens-view" }, el("summary", { text: `prompt as ${ids.length} tokens (position · id)` }),
+    el("div", { class: "text" }, ids.map((id, i) => el("span", { class: "tokbox" },
+      tok(tokens ? tokens[i] : String(id)), el("span", { class: "sub", text: `${i} · ${id}` })))));
+}
+function explainThis(promptText, target) {   // drill-down: attribution of this token
+  $("prompt").value = promptText;
+  setShared("target", visible(target));
+  selectTab("explain");
+  run("explain");
+}
 renderers.predict = (doc) => {
   const out = clear($("out-predict"));
   const top1 = doc.top.length ? doc.top[0].prob : 1;
   const rows = doc.top.map((c) => el("tr", {},
-    el("td", { class: "num", text: c.rank }), el("td", {}, tok(c.token, { bg: probColor(c.prob) })),
+    el("td", { class: "num", text: c.rank }), el("td", {}, tok(c.token, { paint: probPaint(c.prob) })),
     el("td", { class: "barcell" }, el("span", { class: "bar", style: { width: Math.max(1, 300 * c.prob / top1) + "px" } })),
-    el("td", { class: "num", text: pct(c.prob) }), el("td", { class: "num dim", text: fmt(c.logprob) }),
-    el("td", { class: "num dim", text: c.id })));
+    el("td", { class: "num", text: pct(c.prob) }), el("td", { class: "num", text: fmt(c.logprob) }),
+    el("td", { class: "num", text: c.id }),
+    el("td", {}, el("button", { type: "button", class: "link explain-btn", text: "explain this",
+      "aria-label": `explain this: ${visible(c.token)}`, onclick: () => explainThis(doc.prompt, c.token) }))));
   out.append(
     el("h3", {}, "Next token after ", el("span", { class: "prompt-text", text: doc.prompt })),
     el("table", { class: "data", id: "predict-table" },
-      el("tr", {}, ["rank", "token", "probability", "", "logprob", "id"].map((h) => el("th", { text: h }))), rows),
-    legend("prob", "<10%", "100%", "bars scaled to the most likely token"),
-    el("div", { class: "stats" }, stat("entropy (nats)", fmt(doc.entropy)), stat("prompt tokens", doc.input_ids.length)));
+      el("tr", {}, ["rank", "token", "probability", "", "logprob", "id", ""].map((h) => el("th", { text: h }))), rows),
+    probLegend("bars scaled to the most likely token"),
+    el("div", { class: "stats" }, stat("entropy (nats)", fmt(doc.entropy)), stat("prompt tokens", doc.input_ids.length)),
+    promptTokens(doc.input_ids, doc.input_tokens));
   if (doc.target) {
     const t = doc.target;
     out.append(el("div", { class: "stats" }, stat("target", visible(t.text)), stat("probability", pct(t.prob)),
@@ -194,53 +374,67 @@ renderers.predict = (doc) => {
 
 // ---------- generation: tokens by probability, alternatives, re-branching ----------
 renderers.generate = () => drawGeneration();
-function drawGeneration(selected = null) {
+function drawGeneration(selected = state.gen.selected ?? null) {   // streaming redraws keep the selection
   const g = state.gen;
+  g.selected = selected;
   const out = clear($("out-generate"));
   const line = el("div", { class: "text", id: "gen-text" }, el("span", { class: "prompt-text", text: g.prompt }));
   g.steps.forEach((s, i) => {
-    const cls = ["click", s.rank > 1 ? "unlikely" : "", s.forced ? "branch" : "", i === selected ? "selected" : ""].join(" ");
-    line.append(tok(s.token, { bg: probColor(s.prob), cls, title: `p=${fmt(s.prob)} · rank ${s.rank}`,
-      onclick: () => drawGeneration(i) }));
+    const cls = ["click", s.prob < 0.1 ? "unlikely" : "", s.forced ? "branch" : "", i === selected ? "selected" : ""].join(" ");
+    line.append(tok(s.token, { paint: probPaint(s.prob), cls, title: `p=${fmt(s.prob)} · rank ${s.rank}`,
+      label: `step ${i + 1}: ${visible(s.token)}, probability ${pct(s.prob)}`, onclick: () => drawGeneration(i) }));
   });
   const side = el("div", { class: "side", id: "gen-side" });
-  if (selected === null) side.append(el("p", { class: "dim", text: "Click a token to see the alternatives at that step." }));
+  if (selected === null) side.append(el("p", { class: "dim", text: "Click a token (or focus it and press Enter) to see the alternatives at that step." }));
   else side.append(stepDetails(selected));
-  out.append(el("div", { class: "layout" }, el("div", { class: "main" }, line,
-    legend("prob", "<10%", "100%", "red: picks under 10% · dotted: not the most likely · purple frame: branched"),
+  const history = g.history.length ? el("div", { class: "history", id: "gen-history" },
+    el("span", { class: "dim", text: `${g.history.length} earlier version${g.history.length > 1 ? "s" : ""} · ` }),
+    el("button", { type: "button", class: "secondary", id: "gen-back", text: "← back to the previous continuation",
+      onclick: () => { const prev = g.history.pop(); Object.assign(g, prev); drawGeneration(prev.selected ?? null); } }))
+    : null;
+  out.append(el("div", { class: "layout" }, el("div", { class: "main" }, line, history,
+    probLegend("red underline: sampled although under 10% likely · purple frame: chosen by you (branch)"),
     el("p", { class: "dim", text: `stopped: ${g.doc.stop_reason} · seed ${g.doc.settings.seed} · temperature ${g.doc.settings.temperature}` })),
   side));
 }
 function stepDetails(i) {
-  const s = state.gen.steps[i];
+  const g = state.gen;
+  const s = g.steps[i];
   const top = Math.max(1e-9, ...(s.alternatives || []).map((a) => a.prob));
   const rows = (s.alternatives || []).map((a) => el("tr", {},
-    el("td", {}, tok(a.token, { bg: probColor(a.prob), cls: a.id === s.id ? "selected" : "" })),
+    el("td", {}, tok(a.token, { paint: probPaint(a.prob), cls: a.id === s.id ? "selected" : "" })),
     el("td", { class: "barcell" }, el("span", { class: "bar", style: { width: Math.max(1, 120 * a.prob / top) + "px" } })),
     el("td", { class: "num", text: pct(a.prob) }),
     el("td", {}, a.id === s.id ? el("span", { class: "dim", text: "chosen" })
-      : el("button", { type: "button", class: "secondary branch-btn", text: "branch", title: "regenerate from here with this token",
+      : el("button", { type: "button", class: "secondary branch-btn", text: "branch",
+        "aria-label": `branch with ${visible(a.token)}`, title: "regenerate from here with this token",
         onclick: () => branch(i, a) }))));
+  const before = g.prompt + g.steps.slice(0, i).map((x) => x.token).join("");
   return el("div", { id: "alternatives" },
-    el("h4", {}, `Step ${i + 1}: `, tok(s.token, { bg: probColor(s.prob) })),
+    el("h4", {}, `Step ${i + 1}: `, tok(s.token, { paint: probPaint(s.prob) })),
     el("div", { class: "stats" }, stat("probability", pct(s.prob)), stat("rank", s.rank), stat("entropy", fmt(s.entropy, 2))),
-    el("table", { class: "data" }, el("tr", {}, ["alternative", "", "p", ""].map((h) => el("th", { text: h }))), rows));
+    el("table", { class: "data" }, el("tr", {}, ["alternative", "", "p", ""].map((h) => el("th", { text: h }))), rows),
+    el("button", { type: "button", class: "link explain-btn", text: "explain this token",
+      onclick: () => explainThis(before, s.token) }));
 }
 async function branch(i, alt) {
+  if (state.pending) return;
   hideError();
   const g = state.gen;
   const prefix = g.steps.slice(0, i).map((s) => s.id).concat([alt.id]);
-  const body = { ...g.body, prompt: g.prompt, prefix_ids: prefix, seed: null };
-  const remaining = Math.max(1, (g.body.max_new_tokens || 24) - prefix.length);
-  body.max_new_tokens = remaining;
+  // the user's seed is kept (null only when they asked for a random one)
+  const body = { ...g.body, prompt: g.prompt, prefix_ids: prefix, seed: g.body.seed ?? null };
+  body.max_new_tokens = Math.max(1, (g.body.max_new_tokens || 24) - prefix.length);
   try {
     const doc = await api("generate", body);
+    g.history.push({ steps: g.steps, doc: g.doc, selected: i });
     const forced = { ...alt, index: i, forced: true, alternatives: g.steps[i].alternatives, entropy: g.steps[i].entropy };
     g.steps = g.steps.slice(0, i).concat([forced], doc.steps);
     g.doc = doc;
-    state.last.generate = { name: "generate", body, doc };
+    g.lastBody = body;
+    state.last.generate = { name: "generate", body, doc, id: doc._resultId };
     drawGeneration(i);
-  } catch (e) { if (e.name !== "AbortError") showError(e); }
+  } catch (e) { if (e.name !== "AbortError") showError(e, "generate"); }
 }
 
 // ---------- samples: divergence tree ----------
@@ -249,60 +443,136 @@ renderers.samples = (doc) => {
   const node = (n, isRoot) => {
     const head = isRoot ? null : el("span", { class: "branch-head" },
       el("span", { class: "branch-p", text: `p=${fmt(n.probs[0])}` }), ` · sample${n.samples.length > 1 ? "s" : ""} ${n.samples.map((s) => "#" + (s + 1)).join(", ")}`);
-    const toks = n.tokens.map((t, j) => tok(t, { bg: probColor(n.probs[j]), title: `p=${fmt(n.probs[j])}` }));
+    const toks = n.tokens.map((t, j) => tok(t, { paint: probPaint(n.probs[j]), title: `p=${fmt(n.probs[j])}` }));
     const kids = n.children.length ? el("ul", { class: "tree" }, n.children.map((c) => el("li", {}, node(c, false)))) : null;
     return el("div", {}, head, el("span", { class: "text" }, toks), kids);
   };
   out.append(el("h3", {}, `${doc.samples.length} samples of `, el("span", { class: "prompt-text", text: doc.prompt })),
     el("div", { id: "tree" }, node(doc.tree, true)),
-    legend("prob", "<10%", "100%", "p: the model's probability of the draw that starts each branch"),
+    probLegend("p: the model's probability of the draw that starts each branch"),
     el("h3", { text: "Samples" }),
     el("ol", {}, doc.samples.map((s) => el("li", {}, el("span", { class: "text" },
-      s.steps.map((st) => tok(st.token, { bg: probColor(st.prob) })))))));
+      s.steps.map((st) => tok(st.token, { paint: probPaint(st.prob) })))))));
 };
 
 // ---------- attribution ----------
+const METHOD_NAMES = { integrated_gradients: "integrated gradients", input_x_gradient: "input × gradient",
+  saliency: "saliency (gradient norm)", occlusion: "occlusion", attention: "attention (last layer)",
+  attention_rollout: "attention rollout", context_ablation: "context ablation" };
+const methodName = (m) => METHOD_NAMES[m] || String(m || "").replace(/_/g, " ");
+const position = (u) => (u.end - u.start <= 1 ? String(u.start) : `${u.start}-${u.end - 1}`);
+function syncExplainControls() {   // foil and steps only for the methods that use them
+  const m = val("explain-method");
+  const usesTarget = methodInfo(m).uses_target;
+  for (const id of ["explain-target", "explain-foil"]) $(id).disabled = !usesTarget;
+  $("explain-steps").disabled = m !== "integrated_gradients";
+  $("explain-method-note").textContent = (usesTarget ? "" : "This method ignores the target and foil: it shows where "
+    + "the model looks, not why it prefers one answer. ") + (methodInfo(m).summary || "");
+}
+function fLabel(doc) {   // what the score f is, in words
+  return doc.foil ? `log p(${visible(doc.target)}) − log p(${visible(doc.foil)})` : `log p(${visible(doc.target)})`;
+}
 renderers.explain = (doc) => {
   const out = clear($("out-explain"));
-  const units = (doc.units || []).map((u) => ({ text: u.text, score: Number(u.score) }));
+  const usesTarget = methodInfo(doc.method).uses_target;
+  const units = (doc.units || []).map((u) => ({ ...u, score: Number(u.score) }));
   const maxAbs = Math.max(1e-12, ...units.map((u) => Math.abs(u.score)));
-  const title = el("h3", {}, "Why ", tok(doc.target ?? "?"), doc.foil ? [" rather than ", tok(doc.foil)] : null, "?",
-    el("span", { class: "dim", text: ` · ${(doc.method || "").replace(/_/g, " ")} · ${doc.granularity || ""}` }));
+  const how = el("span", { class: "dim", text: ` · ${methodName(doc.method)} · by ${doc.granularity || "token"}` });
+  const title = usesTarget
+    ? el("h3", {}, "Why ", tok(doc.target ?? "?"), doc.foil ? [" rather than ", tok(doc.foil)] : null, "?", how)
+    : el("h3", {}, "Where the model looks from the last position", how,
+      el("span", { class: "dim", text: " · independent of the target and foil" }));
+  const warn = [];
+  if (doc.completeness_error !== undefined && doc.completeness_error !== null && doc.completeness_error > 0.01) {
+    warn.push(el("div", { class: "warn", id: "completeness-warning", role: "note" },
+      el("strong", { text: "These scores do not add up. " }),
+      `Integrated gradients with ${doc.steps} steps leaves a completeness error of ${pct(doc.completeness_error)} `
+      + "(the scores should sum to f(input) − f(baseline); above 1% they are unreliable). ",
+      el("button", { type: "button", class: "secondary", id: "rerun-auto", text: "Rerun with steps = auto",
+        onclick: () => { $("explain-steps").value = "auto"; run("explain"); } })));
+  }
   const heat = el("div", { class: "text", id: "explain-heatmap" },
-    units.map((u) => tok(u.text, { bg: heatColor(u.score / maxAbs), title: `score ${fmt(u.score, 4)}` })));
-  const ranked = units.slice().sort((a, b) => b.score - a.score).slice(0, 10);
-  const table = el("table", { class: "data" }, el("tr", {}, ["#", "unit", "score", ""].map((h) => el("th", { text: h }))),
-    ranked.map((u, r) => el("tr", {}, el("td", { class: "num", text: r + 1 }), el("td", {}, tok(u.text)),
-      el("td", { class: "num", text: fmt(u.score, 4) }), el("td", {}, signedBar(u.score / maxAbs)))));
-  out.append(title, el("div", { class: "layout" }, el("div", { class: "main" }, heat,
-    legend("signed", `−${fmt(maxAbs, 3)}`, `+${fmt(maxAbs, 3)}`, "red pushes towards the target, blue against"), table),
-  faithPanel(doc)));
+    units.map((u) => tok(u.text, { paint: heatPaint(u.score / maxAbs), title: `score ${fmt(u.score, 4)} · position ${position(u)}` })));
+  const all = units.slice().sort((a, b) => Math.abs(b.score) - Math.abs(a.score) || a.start - b.start);
+  const holder = el("div", {});
+  const drawTable = (n) => {
+    clear(holder).append(el("table", { class: "data", id: "explain-table" },
+      el("caption", { class: "dim", text: `strongest evidence either way, ranked by |score| (${Math.min(n, all.length)} of ${all.length})` }),
+      el("tr", {}, ["#", "unit", "position", "score", "against | for"].map((h) => el("th", { text: h }))),
+      all.slice(0, n).map((u, r) => el("tr", {}, el("td", { class: "num", text: r + 1 }), el("td", {}, tok(u.text)),
+        el("td", { class: "num", text: position(u) }),
+        el("td", { class: "num", text: (u.score >= 0 ? "+" : "") + fmt(u.score, 4) }), el("td", {}, signedBar(u.score / maxAbs))))));
+    if (all.length > n) holder.append(el("button", { type: "button", class: "link", id: "explain-all", text: `show all ${all.length}`, onclick: () => drawTable(all.length) }));
+  };
+  drawTable(10);
+  out.append(title, ...warn, el("div", { class: "layout" }, el("div", { class: "main" }, heat,
+    legend("signed", `−${fmt(maxAbs, 3)}`, `+${fmt(maxAbs, 3)}`, usesTarget ? "red pushes towards the target, blue against" : "attention weight"),
+    holder), faithPanel(doc, units)));
 };
-function faithPanel(doc) {
-  const side = el("div", { class: "side", id: "faithfulness" }, el("h4", { text: "Faithfulness" }));
+function faithPanel(doc, units) {
+  const side = el("div", { class: "side", id: "faithfulness" }, el("h4", { text: "Does the explanation hold up?" }));
   const f = doc.faithfulness;
-  if (!f) side.append(el("p", { class: "dim", text: "not computed (turned off)" }));
+  if (!f) side.append(el("p", { class: "dim", text: "Faithfulness not computed (turned off)." }));
   else {
-    side.append(el("div", { class: "stats" }, stat("comprehensiveness ↑", fmt(f.comprehensiveness)),
-      stat("sufficiency ↓", fmt(f.sufficiency)), stat("deletion AUC ↓", fmt(f.deletion_auc))));
+    const order = units.map((u, k) => [u, k]).sort((a, b) => b[0].score - a[0].score || a[1] - b[1]).map((x) => x[0]);
+    const xs = f.deletion_curve.fraction; const ys = f.deletion_curve.score;
+    const n = units.length;
+    const j = xs.findIndex((x) => x > 0);
+    const words = [];
+    if (j > 0) {
+      const c = Math.round(xs[j] * n);
+      const removed = order.slice(0, c).map((u) => visible(u.text)).join(", ");
+      const flips = doc.foil && Math.sign(ys[0]) !== Math.sign(ys[j]) && ys[j] !== 0;
+      words.push(el("p", { id: "faith-words" }, `Removing ${c === 1 ? "" : `the top ${c} units `}`, el("code", { text: removed }),
+        `${c === 1 ? " alone" : ""} ${flips ? "flips the answer" : "moves the score"}: f = ${fLabel(doc)} `
+        + `goes from ${fmt(ys[0], 2)} to ${fmt(ys[j], 2)}.`));
+    }
+    words.push(el("p", {}, `With every unit removed (replaced by the ${f.replacement || "mean"} embedding), f is ${fmt(f.empty_score, 2)}. `
+      + `Removing the top ${pct(f.fractions[0])} of units lowers f by ${fmt(f.comprehensiveness_at[0], 2)} nats `
+      + `(comprehensiveness; a faithful ranking lowers it a lot); keeping only them lowers it by ${fmt(f.sufficiency_at[0], 2)} `
+      + "(sufficiency; a faithful ranking keeps it, so lower is better)."));
+    side.append(...words, deletionCurve(xs, ys),
+      el("div", { class: "stats" }, stat("comprehensiveness ↑", fmt(f.comprehensiveness)),
+        stat("sufficiency ↓", fmt(f.sufficiency)), stat("deletion AUC ↓", fmt(f.deletion_auc))));
     if (Array.isArray(f.fractions)) {
       side.append(el("table", { class: "data" }, el("tr", {}, ["top units", "comprehensiveness", "sufficiency"].map((h) => el("th", { text: h }))),
         f.fractions.map((x, i) => el("tr", {}, el("td", { text: pct(x) }), el("td", { class: "num", text: fmt(f.comprehensiveness_at[i]) }),
           el("td", { class: "num", text: fmt(f.sufficiency_at[i]) })))));
     }
-    if (f.replacement) side.append(el("p", { class: "dim", text: `removed units replaced by: ${f.replacement}` }));
   }
   const extra = [stat("score f(x)", fmt(doc.score))];
   if (doc.completeness_error !== undefined && doc.completeness_error !== null) extra.push(stat("completeness error", pct(doc.completeness_error)));
   if (doc.steps) extra.push(stat("steps", doc.steps));
-  side.append(el("div", { class: "stats" }, extra), el("p", { class: "dim", text: "Comprehensiveness: how much the "
-    + "score drops when the top units are removed (higher is more faithful). Sufficiency: how much it drops when only "
-    + "they are kept (lower is better). Values in nats." }));
+  side.append(el("div", { class: "stats" }, extra), el("p", { class: "dim", text: `f = ${fLabel(doc)}, in nats. `
+    + "Deletion AUC: the area under f(x without the top t) − f(x); below 0 when the ranking is right." }));
   return side;
 }
+function deletionCurve(xs, ys) {   // f as the top units are removed, against the straight line between the ends
+  const W = 280; const H = 150; const L = 36; const B = 24;
+  const lo = Math.min(...ys, 0); const hi = Math.max(...ys, 0); const span = hi - lo || 1;
+  const X = (x) => L + x * (W - L - 8); const Y = (y) => 8 + (hi - y) / span * (H - B - 8);
+  const NS = SVG_NS;
+  const svg = document.createElementNS(NS, "svg");
+  const add = (tag, attrs, textContent) => { const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (textContent) n.textContent = textContent; svg.append(n); return n; };
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", W); svg.setAttribute("height", H);
+  svg.setAttribute("role", "img"); svg.setAttribute("id", "deletion-curve");
+  svg.setAttribute("aria-label", `Deletion curve: f falls from ${fmt(ys[0], 2)} to ${fmt(ys[ys.length - 1], 2)} as the top-ranked units are removed.`);
+  add("line", { x1: L, x2: W - 8, y1: Y(0), y2: Y(0), stroke: "#8c959f", "stroke-width": 1 });
+  add("line", { x1: X(0), x2: X(1), y1: Y(ys[0]), y2: Y(ys[ys.length - 1]), stroke: "#57606a", "stroke-dasharray": "4 3" });
+  add("polyline", { points: xs.map((x, i) => `${X(x)},${Y(ys[i])}`).join(" "), fill: "none", stroke: "#0969da", "stroke-width": 2 });
+  add("text", { x: 2, y: Y(hi) + 4, "font-size": 10, fill: "#1f2328" }, fmt(hi, 1));
+  add("text", { x: 2, y: Y(lo), "font-size": 10, fill: "#1f2328" }, fmt(lo, 1));
+  add("text", { x: L, y: H - 6, "font-size": 10, fill: "#1f2328" }, "0%");
+  add("text", { x: W - 30, y: H - 6, "font-size": 10, fill: "#1f2328" }, "100%");
+  add("text", { x: L + 28, y: H - 6, "font-size": 10, fill: "#1f2328" }, "share of units removed (top first)");
+  return el("figure", { class: "curve" }, svg, el("figcaption", { class: "dim",
+    text: "Blue: f as units are removed in the method's order. Dashed: the straight line between no unit and all "
+      + "units removed; a faithful ranking falls below it early." }));
+}
 function signedBar(v) {
-  const w = Math.round(Math.min(1, Math.abs(v)) * 170);
-  return el("div", { class: "signed" },
+  const w = Math.round(Math.min(1, Math.abs(v)) * 85);
+  return el("div", { class: "signed", title: `${v >= 0 ? "+" : "−"}${fmt(Math.abs(v), 2)} of the largest` },
     el("div", { class: "half left" }, v < 0 ? el("span", { class: "bar neg", style: { width: w + "px" } }) : null),
     el("div", { class: "half" }, v >= 0 ? el("span", { class: "bar pos", style: { width: w + "px" } }) : null));
 }
@@ -313,23 +583,43 @@ renderers.lens = (doc) => {
   const hasTarget = doc.target_id !== null && doc.target_id !== undefined;
   const mode = el("select", { id: "lens-colour" }, el("option", { value: "top", text: "probability of the top token" }),
     hasTarget ? el("option", { value: "target", text: `probability of ${visible(doc.target_token)}` }) : null);
-  const holder = el("div", { class: "scrollx" });
-  const draw = () => clear(holder).append(lensTable(doc, mode.value === "target"));
+  const holder = el("div", { class: "scrollx lens-scroll" });
+  const detail = el("div", { class: "side", id: "lens-detail" }, el("p", { class: "dim", text: "Click a cell (or focus it and press Enter) for its top tokens." }));
+  const draw = () => clear(holder).append(lensTable(doc, mode.value === "target", detail));
   mode.addEventListener("change", draw);
   draw();
-  out.append(el("h3", {}, "Logit lens of ", el("span", { class: "prompt-text", text: doc.prompt })),
-    el("div", { class: "row controls" }, el("label", {}, "colour: ", mode)), holder,
-    legend("prob", "<10%", "100%", "cell: the top token decoded after that layer (hover for the top-k); last row = the model's output"));
+  const cut = doc.input_tokens.length - doc.positions.length;
+  out.append(...[el("h3", {}, "Logit lens of ", el("span", { class: "prompt-text", text: doc.prompt })),
+    cut > 0 ? el("div", { class: "warn", id: "lens-cut", role: "note", text: `Showing the last ${doc.positions.length} of `
+      + `${doc.input_tokens.length} positions (positions ${doc.positions[0]}–${doc.positions[doc.positions.length - 1]}); `
+      + `the first ${cut} are not decoded (the limit per request).` }) : null,
+    el("div", { class: "row controls" }, el("label", {}, "colour: ", mode)),
+    el("div", { class: "layout" }, el("div", { class: "main" }, holder), detail),
+    probLegend("cell: the top token decoded after that layer; last row = the model's output; last column (kept in view) = the prediction")]
+    .filter(Boolean));
 };
-function lensTable(doc, byTarget) {
+function lensTable(doc, byTarget, detail) {
   const tokens = doc.positions.map((p) => doc.input_tokens[p]);
-  const table = el("table", { class: "heat", id: "lens-grid" }, el("tr", {}, el("th", {}), tokens.map((t) => el("th", { text: visible(t) }))));
-  doc.layers.forEach((layer) => table.append(el("tr", {}, el("th", { class: "rowh", text: layer.name }),
-    layer.positions.map((cell) => {
+  const table = el("table", { class: "heat sticky", id: "lens-grid" },
+    el("tr", {}, el("th", { class: "rowh", text: "layer \\ position" }),
+      tokens.map((t, i) => el("th", { scope: "col", text: visible(t), title: `position ${doc.positions[i]}` }))));
+  doc.layers.forEach((layer) => table.append(el("tr", {}, el("th", { class: "rowh", scope: "row", text: layer.name }),
+    layer.positions.map((cell, i) => {
       const top = cell.top[0];
       const title = cell.top.map((c) => `${visible(c.token)} ${pct(c.prob)}`).join("\n")
         + (cell.target_prob !== undefined ? `\ntarget ${pct(cell.target_prob)} (rank ${cell.target_rank})` : "");
-      return el("td", { style: { background: probColor(byTarget ? cell.target_prob : top.prob) }, title, text: visible(top.token) });
+      const p = probPaint(byTarget ? cell.target_prob : top.prob);
+      // opaque (colour over white), so the sticky prediction column hides the cells scrolling under it
+      const td = el("td", { style: { backgroundColor: "#fff", backgroundImage: `linear-gradient(${p.background},${p.background})`,
+        color: p.color }, title, text: visible(top.token) });
+      return actionable(td, () => {
+        table.querySelectorAll("td.sel").forEach((x) => x.classList.remove("sel"));
+        td.classList.add("sel");
+        clear(detail).append(el("h4", {}, `${layer.name} · position ${doc.positions[i]} `, tok(tokens[i])),
+          el("table", { class: "data", id: "lens-topk" }, el("tr", {}, ["token", "probability"].map((h) => el("th", { text: h }))),
+            cell.top.map((c) => el("tr", {}, el("td", {}, tok(c.token, { paint: probPaint(c.prob) })), el("td", { class: "num", text: pct(c.prob) })))),
+          cell.target_prob !== undefined ? el("p", { text: `target ${visible(doc.target_token)}: ${pct(cell.target_prob)} (rank ${cell.target_rank})` }) : null);
+      });
     }))));
   return table;
 }
@@ -341,22 +631,29 @@ renderers.components = (doc) => {
   const maxAbs = Math.max(1e-12, ...parts.map((p) => Math.abs(p.value)));
   const top = parts.slice().sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 20);
   const bars = el("table", { class: "data", id: "components-bars" },
-    el("tr", {}, ["component", "contribution", ""].map((h) => el("th", { text: h }))),
-    top.map((p) => el("tr", {}, el("td", { text: p.name }), el("td", { class: "num", text: fmt(p.value) }),
+    el("caption", { class: "dim", text: "ranked by |contribution|" }),
+    el("tr", {}, ["component", "contribution", "lowers | raises"].map((h) => el("th", { text: h }))),
+    top.map((p) => el("tr", {}, el("td", { text: p.name }), el("td", { class: "num", text: (p.value >= 0 ? "+" : "") + fmt(p.value) }),
       el("td", {}, signedBar(p.value / maxAbs)))));
-  const cell = (v) => el("td", { style: { background: heatColor(v / maxAbs) }, title: fmt(v, 4), text: fmt(v, 2) });
+  const cell = (v, open) => {
+    const p = heatPaint(v / maxAbs);
+    const td = el("td", { style: { background: p.background, color: p.color }, title: fmt(v, 4), text: fmt(v, 2) });
+    return open ? actionable(td, open) : td;
+  };
   const heads = Array.from({ length: doc.n_heads }, (_, h) => h);
   const value = (kind, l, h) => { const p = parts.find((x) => x.kind === kind && x.layer === l && (h === undefined || x.head === h)); return p ? p.value : 0; };
+  const openHead = (l, h) => () => { $("attention-layer").value = String(l); state.attnHead = String(h); selectTab("attention"); run("attention"); };
   const grid = el("table", { class: "heat", id: "components-grid" },
-    el("tr", {}, el("th", {}), heads.map((h) => el("th", { text: `H${h}` })), el("th", { text: "MLP" })),
-    Array.from({ length: doc.n_layers }, (_, l) => el("tr", {}, el("th", { class: "rowh", text: `L${l}` }),
-      heads.map((h) => cell(value("head", l, h))), cell(value("mlp", l)))));
+    el("tr", {}, el("th", {}), heads.map((h) => el("th", { scope: "col", text: `H${h}` })), el("th", { scope: "col", text: "MLP" })),
+    Array.from({ length: doc.n_layers }, (_, l) => el("tr", {}, el("th", { class: "rowh", scope: "row", text: `L${l}` }),
+      heads.map((h) => cell(value("head", l, h), openHead(l, h))), cell(value("mlp", l)))));
   const neurons = (doc.neurons || []).slice(0, 10);
   const what = doc.foil_token ? [tok(doc.target_token), " − ", tok(doc.foil_token)] : [tok(doc.target_token)];
   out.append(el("h3", {}, "Direct logit attribution to ", what),
     el("div", { class: "stats" }, stat("total (parts sum)", fmt(doc.total)), stat("model logit", fmt(doc.logit)), stat("error", Number(doc.error).toExponential(1))),
     el("div", { class: "layout" }, el("div", { class: "main" }, bars),
-      el("div", { class: "side scrollx" }, el("h4", { text: "Heads and MLPs by layer" }), grid,
+      el("div", { class: "side scrollx" }, el("h4", { text: "Heads and MLPs by layer" }),
+        el("p", { class: "dim", text: "Click a head to open its attention pattern." }), grid,
         neurons.length ? [el("h4", { text: "Top neurons" }), el("table", { class: "data" },
           el("tr", {}, ["neuron", "activation", "contribution"].map((h) => el("th", { text: h }))),
           neurons.map((n) => el("tr", {}, el("td", { text: `L${n.layer}.N${n.index}` }), el("td", { class: "num", text: fmt(n.activation) }),
@@ -368,46 +665,117 @@ renderers.components = (doc) => {
 renderers.attention = (doc) => {
   state.attn = doc;
   const sel = $("attention-head");
-  const keep = sel.value;
+  const keep = state.attnHead ?? sel.value;
+  state.attnHead = null;
   clear(sel).append(el("option", { value: "all", text: "all heads" }),
     ...doc.heads.map((h, i) => el("option", { value: String(i), text: h.name })));
   sel.value = [...sel.options].some((o) => o.value === keep) ? keep : "all";
   drawAttention();
 };
+function attnMatrix(m, hideSink) {   // hiding the first-token sink: drop column 0, rescale each row to its max
+  if (!hideSink) return m;
+  return m.map((row) => { const r = row.map((w, k) => (k === 0 ? 0 : w)); const mx = Math.max(1e-12, ...r); return r.map((w) => w / mx); });
+}
 function drawAttention() {
   const doc = state.attn;
   if (!doc) return;
   const out = clear($("out-attention"));
   const tokens = doc.input_tokens.slice(doc.offset);
   const choice = $("attention-head").value;
-  const shown = choice === "all" ? doc.heads : [doc.heads[Number(choice)]];
-  const hover = el("div", { class: "hover", id: "attn-hover", text: "hover a cell: query → key" });
-  const px = shown.length === 1 ? 520 : 180;
-  const figs = shown.map((h) => el("figure", {}, attnCanvas(h.pattern, tokens, px, hover),
-    el("figcaption", { text: h.name + (h.importance === null || h.importance === undefined ? "" : ` · DLA ${fmt(h.importance)}`) })));
-  out.append(el("h3", {}, "Attention patterns", el("span", { class: "dim",
+  const hideSink = $("attention-sink").checked;
+  const shown = choice === "all" ? doc.heads.map((h, i) => [h, i]) : [[doc.heads[Number(choice)], Number(choice)]];
+  const hover = el("div", { class: "hover", id: "attn-hover", "aria-live": "polite", text: "hover a cell: query → key" });
+  const single = shown.length === 1;
+  const figs = shown.map(([h, i]) => {
+    const m = attnMatrix(h.pattern, hideSink);
+    const canvas = attnCanvas(m, tokens, single ? Math.min(640, Math.max(320, tokens.length * 14)) : 180, hover, single, h.name);
+    const fig = el("figure", {}, canvas, el("figcaption", { text: h.name + (h.importance === null || h.importance === undefined ? "" : ` · DLA ${fmt(h.importance)}`) }));
+    if (!single) actionable(fig, () => { $("attention-head").value = String(i); drawAttention(); }).setAttribute("aria-label", `open ${h.name}`);
+    return fig;
+  });
+  const parts = [el("h3", {}, "Attention patterns", el("span", { class: "dim",
     text: ` · ${tokens.length} positions${doc.offset ? ` (the last ${tokens.length}; earlier keys cut)` : ""}` })),
-  hover, el("div", { class: "heads", id: "attention-heads" }, figs), legend("attn", "0", "1", "row: query position · column: key position"));
+  hover, el("div", { class: "heads", id: "attention-heads" }, figs),
+  legend("attn", "0", hideSink ? "row max" : "1", "row: query position · column: key position" + (single ? "" : " · click a head to enlarge it"))];
+  if (single) {
+    const [h] = shown[0];
+    const m = attnMatrix(h.pattern, hideSink);
+    parts.push(lineView(m, tokens), attnTable(m, tokens, h.name));
+  }
+  out.append(...parts);
 }
-function attnCanvas(m, tokens, px, hover) {
+function attnCanvas(m, tokens, px, hover, labelled, name) {
   const n = m.length;
-  const c = el("canvas", { class: "attn", width: n, height: n });
-  c.style.width = px + "px"; c.style.height = px + "px";
+  const margin = labelled ? 90 : 0;
+  const cell = labelled ? Math.max(2, Math.floor(px / n)) : 1;
+  const size = margin + n * cell;
+  const c = el("canvas", { class: "attn", width: size * (labelled ? 2 : 1), height: size * (labelled ? 2 : 1), role: "img",
+    "aria-label": `Attention of ${name}: ${n} query rows by ${n} key columns. The table below lists the strongest keys of each query.` });
+  c.style.width = (labelled ? size : px) + "px"; c.style.height = (labelled ? size : px) + "px";
   const ctx = c.getContext("2d");
-  const img = ctx.createImageData(n, n);
+  if (labelled) ctx.scale(2, 2);
+  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, size, size);
   for (let q = 0; q < n; q++) {
     for (let k = 0; k < n; k++) {
-      const w = Math.max(0, Math.min(1, m[q][k] || 0)); const o = 4 * (q * n + k);
-      img.data[o] = 255 - 164 * w; img.data[o + 1] = 255 - 222 * w; img.data[o + 2] = 255 - 73 * w; img.data[o + 3] = 255;
+      const w = Math.max(0, Math.min(1, m[q][k] || 0));
+      ctx.fillStyle = `rgb(${255 - 164 * w},${255 - 222 * w},${255 - 73 * w})`;
+      ctx.fillRect(margin + k * cell, margin + q * cell, cell, cell);
     }
   }
-  ctx.putImageData(img, 0, 0);
+  if (labelled && cell >= 7) {   // token labels on both axes (queries left, keys on top)
+    ctx.fillStyle = "#1f2328"; ctx.font = `${Math.min(12, cell)}px monospace`; ctx.textBaseline = "middle";
+    tokens.forEach((t, i) => {
+      const label = visible(t).slice(0, 10);
+      ctx.textAlign = "right"; ctx.fillText(label, margin - 4, margin + i * cell + cell / 2);
+      ctx.save(); ctx.translate(margin + i * cell + cell / 2, margin - 4); ctx.rotate(-Math.PI / 2);
+      ctx.textAlign = "left"; ctx.fillText(label, 0, 0); ctx.restore();
+    });
+  }
   c.addEventListener("mousemove", (ev) => {
     const r = c.getBoundingClientRect();
-    const q = Math.floor((ev.clientY - r.top) / r.height * n); const k = Math.floor((ev.clientX - r.left) / r.width * n);
-    if (q >= 0 && q < n && k >= 0 && k < n) hover.textContent = `${visible(tokens[q])} → ${visible(tokens[k])}: ${fmt(m[q][k])}`;
+    const scale = r.width / size;
+    const q = Math.floor(((ev.clientY - r.top) / scale - margin) / cell); const k = Math.floor(((ev.clientX - r.left) / scale - margin) / cell);
+    if (q >= 0 && q < n && k >= 0 && k < n) hover.textContent = `${visible(tokens[q])} (${q}) → ${visible(tokens[k])} (${k}): ${fmt(m[q][k])}`;
   });
   return c;
+}
+function lineView(m, tokens) {   // BertViz-style: one query's lines to every key; readable for long prompts
+  const n = tokens.length;
+  const box = el("div", { class: "lineview", id: "attn-lines" });
+  const pick = el("select", { id: "attn-query", "aria-label": "query position" },
+    tokens.map((t, i) => el("option", { value: String(i), text: `${i}: ${visible(t)}` })));
+  pick.value = String(n - 1);
+  const holder = el("div", {});
+  const draw = () => {
+    const q = Number(pick.value);
+    const row = 18; const W = 420; const H = Math.max(row * n, 40);
+    const NS = SVG_NS;
+    const svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `Lines from query ${q} to each key; thicker and darker is more attention`);
+    const add = (tag, attrs, t) => { const x = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v); if (t !== undefined) x.textContent = t; svg.append(x); };
+    tokens.forEach((t, i) => {
+      add("text", { x: 120, y: i * row + 13, "text-anchor": "end", "font-size": 12, "font-family": "monospace", fill: i === q ? "#0550ae" : "#1f2328" }, visible(t).slice(0, 14));
+      add("text", { x: W - 120, y: i * row + 13, "font-size": 12, "font-family": "monospace", fill: "#1f2328" }, visible(t).slice(0, 14));
+      const w = m[q][i] || 0;
+      if (w > 0.01) add("line", { x1: 126, y1: q * row + 9, x2: W - 126, y2: i * row + 9, stroke: "#5b21b6", "stroke-opacity": Math.min(1, 0.15 + w).toFixed(2), "stroke-width": (0.5 + 5 * w).toFixed(2) });
+    });
+    clear(holder).append(svg);
+  };
+  pick.addEventListener("change", draw);
+  draw();
+  box.append(el("label", { class: "row" }, "line view from query ", pick), holder);
+  return box;
+}
+function attnTable(m, tokens, name) {   // the text alternative: each query's three strongest keys
+  return el("details", { class: "attn-table" }, el("summary", { text: `Table: the strongest keys of each query (${name})` }),
+    el("table", { class: "data", id: "attn-table" }, el("caption", { class: "dim", text: `attention of ${name}` }),
+      el("tr", {}, ["query", "1st key", "2nd key", "3rd key"].map((h) => el("th", { scope: "col", text: h }))),
+      tokens.map((t, q) => {
+        const best = m[q].map((w, k) => [w, k]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+        return el("tr", {}, el("th", { scope: "row", text: `${q}: ${visible(t)}` }),
+          best.map(([w, k]) => el("td", { text: `${k}: ${visible(tokens[k])} ${fmt(w, 2)}` })));
+      })));
 }
 
 // ---------- activation patching ----------
@@ -423,7 +791,7 @@ renderers.patch = (doc) => {
   const maxAbs = Math.max(1, ...grid.flat().map((v) => Math.abs(v)));
   const table = el("table", { class: "heat", id: "patch-grid" }, el("tr", {}, el("th", {}), cols.map((c) => el("th", { text: c }))),
     grid.map((row, i) => el("tr", {}, el("th", { class: "rowh", text: rows[i] }),
-      row.map((v) => el("td", { style: { background: heatColor(v / maxAbs) }, title: fmt(v, 4), text: fmt(v, 2) })))));
+      row.map((v) => { const c = heatPaint(v / maxAbs); return el("td", { style: { background: c.background, color: c.color }, title: fmt(v, 4), text: fmt(v, 2) }); }))));
   const what = doc.foil_token ? [tok(doc.target_token), " − ", tok(doc.foil_token)] : [tok(doc.target_token)];
   const how = doc.method === "causal_trace" ? `causal tracing (restoring ${doc.component})` : `${doc.method} patching of ${doc.component}`;
   out.append(el("h3", {}, `${how} · ${doc.metric} of `, what),
@@ -434,21 +802,44 @@ renderers.patch = (doc) => {
 };
 
 // ---------- page setup ----------
-function selectTab(tab) {
+const TABS = () => [...document.querySelectorAll("#tabs [role=tab]")];
+function selectTab(tab, focus = false) {
   state.tab = tab;
-  document.querySelectorAll("#tabs button").forEach((b) => b.setAttribute("aria-selected", String(b.dataset.tab === tab)));
+  TABS().forEach((b) => {
+    const on = b.dataset.tab === tab;
+    b.setAttribute("aria-selected", String(on));
+    b.tabIndex = on ? 0 : -1;
+    if (on && focus) b.focus();
+  });
   document.querySelectorAll(".panel").forEach((p) => { p.hidden = p.id !== `panel-${tab}`; });
   $("sampling").style.display = tab === "generate" || tab === "samples" ? "" : "none";
+  hideError();
+}
+function tabKeys(ev) {   // WAI-ARIA tabs: arrows, Home and End move between tabs
+  const tabs = TABS();
+  const i = tabs.findIndex((b) => b.dataset.tab === state.tab);
+  const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  selectTab(tabs[(to + tabs.length) % tabs.length].dataset.tab, true);
 }
 async function init() {
-  document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
+  TABS().forEach((b) => b.addEventListener("click", () => selectTab(b.dataset.tab)));
+  $("tabs").addEventListener("keydown", tabKeys);
   document.querySelectorAll("button.run").forEach((b) => b.addEventListener("click", () => run(b.dataset.run)));
   document.querySelectorAll("button.report").forEach((b) => b.addEventListener("click", () => saveReport(b.dataset.report)));
   $("cancel").addEventListener("click", () => { if (state.pending) state.pending.abort(); });
   $("attention-head").addEventListener("change", drawAttention);
+  $("attention-sink").addEventListener("change", drawAttention);
+  // one target and one foil for the whole page: typing in any tab's field updates the others
+  document.querySelectorAll("input[data-shared]").forEach((inp) => inp.addEventListener("input", () => {
+    document.querySelectorAll(`input[data-shared="${inp.dataset.shared}"]`).forEach((o) => { if (o !== inp) o.value = inp.value; });
+  }));
   const count = () => { $("prompt-count").textContent = `${$("prompt").value.length} characters`; };
   $("prompt").addEventListener("input", count); count();
-  $("prompt").addEventListener("keydown", (ev) => { if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run(state.tab); } });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run(state.tab); }
+  });
   selectTab("predict");
   try {
     const info = await (await fetch("/api/info", { credentials: "same-origin" })).json();
@@ -458,8 +849,11 @@ async function init() {
     const layerSel = $("attention-layer");
     for (let l = 0; l < info.n_layers; l++) layerSel.append(el("option", { value: String(l), text: `L${l}` }));
     const methods = info.explain_methods && info.explain_methods.length ? info.explain_methods : ["integrated_gradients"];
-    methods.forEach((m) => $("explain-method").append(el("option", { value: m, text: m.replace(/_/g, " ") })));
+    methods.forEach((m) => $("explain-method").append(el("option", { value: m, text: methodName(m) })));
+    if (methods.includes("integrated_gradients")) $("explain-method").value = "integrated_gradients";
   } catch (e) { showError(e); }
+  $("explain-method").addEventListener("change", syncExplainControls);
+  syncExplainControls();
   document.body.dataset.ready = "1";
 }
 document.addEventListener("DOMContentLoaded", init);
