@@ -16,7 +16,7 @@ from rich.text import Text
 from whyllm.errors import WhyllmError
 
 __all__ = [
-    "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit", "err_console",
+    "AdapterOpt", "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit", "err_console",
     "load", "out_console",
 ]
 
@@ -34,6 +34,8 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", "-m", help="Model folder, .gguf file or hub id (default: bundled Gemma 3 270M)."),
 ]
+AdapterOpt = Annotated[Path | None, typer.Option(
+    "--adapter", help="LoRA adapter folder (from `whyllm tune`) applied on top of --model.")]
 DtypeOpt = Annotated[str, typer.Option(help="float32, bfloat16 or float16.")]
 DeviceOpt = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Run the model repository's own code.")]
@@ -63,7 +65,7 @@ def command(*args: Any, **kwargs: Any) -> Callable:
 
 
 def load(model: str | None, dtype: str = "float32", device: str = "cpu", *, trust_remote_code: bool = False,
-         allow_pickle: bool = False, prompts: tuple[object, ...] = ()):
+         allow_pickle: bool = False, prompts: tuple[object, ...] = (), adapter: Path | None = None):
     """Check ``prompts`` (cheap), then load the model named on the command line (progress on stderr)."""
     from whyllm.model.base import check_prompt
     from whyllm.model.load import load_model
@@ -72,7 +74,7 @@ def load(model: str | None, dtype: str = "float32", device: str = "cpu", *, trus
         check_prompt(p)
     with err_console.status("loading model…"):
         return load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code,
-                          allow_pickle=allow_pickle)
+                          allow_pickle=allow_pickle, adapter=adapter)
 
 
 def emit(result: Any, *, as_json: bool, html: Path | None = None, png: Path | None = None,
