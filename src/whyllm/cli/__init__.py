@@ -3,7 +3,7 @@
 from whyllm.cli import core  # noqa: F401  (registers commands)
 from whyllm.cli._app import app
 
-for _name in ("explain", "internals", "serve"):
+for _name in ("explain", "internals", "serve", "feedback"):
     try:
         __import__(f"whyllm.cli.{_name}")
     except ModuleNotFoundError as _e:

@@ -16,8 +16,8 @@ from rich.text import Text
 from whyllm.errors import WhyllmError
 
 __all__ = [
-    "AdapterOpt", "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit", "err_console",
-    "load", "out_console",
+    "AdapterOpt", "DeviceOpt", "DtypeOpt", "ModelOpt", "PickleOpt", "TrustOpt", "app", "command", "emit",
+    "err_console", "load", "out_console",
 ]
 
 app = typer.Typer(

@@ -23,8 +23,8 @@ from whyllm.feedback import formats, store
 from whyllm.feedback.store import FeedbackStoreError, default_db
 
 __all__ = [
-    "FeedbackStoreError", "add_feedback", "default_db", "export_feedback", "get_feedback", "import_feedback",
-    "list_feedback", "remove_feedback",
+    "FeedbackStoreError", "add_feedback", "check_item", "default_db", "export_feedback", "get_feedback",
+    "import_feedback", "list_feedback", "read_jsonl", "remove_feedback",
 ]
 
 Db = str | os.PathLike | None
@@ -56,6 +56,26 @@ def _check_ids(model, completion: str, ids: list[int]) -> list[int]:
             f"completion {completion!r}; the completion was produced by another model or edited"
         )
     return list(ids)
+
+
+def check_item(prompt: Any, completion: Any, verdict: Any, correction: Any = None) -> None:
+    """Check one item's text fields (cheap, before loading a model).
+
+    Raises:
+        InputError: an empty prompt, completion or correction, a correction equal to the completion, or
+            an unknown verdict.
+
+    """
+    _check_text(prompt, "prompt", "give the text the model continued")
+    _check_text(completion, "completion", "give the text the model produced")
+    if correction is not None:
+        _check_text(correction, "correction", "give the text the model should have produced, "
+                    "or leave the correction out")
+        if correction == completion:
+            raise InputError(f"the correction is the completion itself ({correction!r}); "
+                             "give a different text, or mark the completion good")
+    if verdict not in store.VERDICTS:
+        raise InputError(f"verdict must be one of {', '.join(store.VERDICTS)}, got {verdict!r}")
 
 
 def add_feedback(
@@ -101,16 +121,7 @@ def add_feedback(
         from whyllm.methods.chat import chat_prompt
 
         prompt = chat_prompt(model, messages)
-    prompt = _check_text(prompt, "prompt", "give the text the model continued")
-    completion = _check_text(completion, "completion", "give the text the model produced")
-    if correction is not None:
-        correction = _check_text(correction, "correction", "give the text the model should have produced, "
-                                 "or leave the correction out")
-        if correction == completion:
-            raise InputError(f"the correction is the completion itself ({correction!r}); "
-                             "give a different text, or mark the completion good")
-    if verdict not in store.VERDICTS:
-        raise InputError(f"verdict must be one of {', '.join(store.VERDICTS)}, got {verdict!r}")
+    check_item(prompt, completion, verdict, correction)
     ids = _check_ids(model, completion, completion_ids if completion_ids is not None
                      else model.encode_continuation(completion, what="completion"))
     item = {

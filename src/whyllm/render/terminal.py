@@ -26,7 +26,7 @@ __all__ = [
 
 LOW_PROB = 0.1  # picks below this probability are marked as unlikely
 
-_DOMAINS = ("whyllm.render.attribution", "whyllm.render.internals")
+_DOMAINS = ("whyllm.render.attribution", "whyllm.render.internals", "whyllm.render.feedback")
 _loaded = False
 
 
