@@ -38,9 +38,11 @@ TestFunction = tuple[str, list[int], list[int]]
 def sequence_logprob(model: AdaptedModel, prompt: str, ids: Sequence[int]) -> Tensor:
     """Sum of log-probabilities of continuation ``ids`` after ``prompt`` (differentiable)."""
     p = model.encode(prompt)  # (1, pos)
+    n = len(ids)
     full = torch.cat([p, torch.tensor([list(ids)], device=p.device)], dim=1)  # (1, pos + n)
-    logits = model.hf(input_ids=full, use_cache=False).logits[0, p.shape[1] - 1:-1].float()  # (n, vocab)
-    return logits.log_softmax(-1).gather(-1, full[0, p.shape[1]:, None]).sum()
+    # Only the n positions that predict the continuation need the (large) unembedding.
+    logits = model.hf(input_ids=full, use_cache=False, logits_to_keep=n + 1).logits[0, :-1]  # (n, vocab)
+    return logits.float().log_softmax(-1).gather(-1, full[0, -n:, None]).sum()
 
 
 def _text_ids(model: AdaptedModel, text: str) -> list[int]:

@@ -91,9 +91,19 @@ class AdaptedModel(Model):
     base_name: str = ""
 
     @contextlib.contextmanager
+    def _keep_grad_flags(self) -> Iterator[None]:
+        # PEFT's enable_adapter_layers() marks the active adapter trainable: restore the flags after.
+        flags = [(p, p.requires_grad) for p in self.peft.parameters()]
+        try:
+            yield
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
+
+    @contextlib.contextmanager
     def base(self) -> Iterator[None]:
         """Run the base model inside the block (the adapter is disabled, not removed)."""
-        with peft_quiet(), self.peft.disable_adapter():
+        with self._keep_grad_flags(), peft_quiet(), self.peft.disable_adapter():
             yield
 
     @contextlib.contextmanager
