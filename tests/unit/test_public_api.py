@@ -10,13 +10,16 @@ import whyllm
 
 # The public API. Adding a name to whyllm/__init__.py means adding it here (and the other way round).
 EXPECTED = [
+    "AdaptedModel",
     "AttentionResult",
     "AttributionResult",
     "Candidate",
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "DiffResult",
     "EvaluationResult",
+    "FeedbackListResult",
     "GenerationResult",
     "InputError",
     "LensResult",
@@ -30,10 +33,10 @@ EXPECTED = [
     "SamplesResult",
     "Step",
     "TargetScore",
+    "TuneResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
-    "__version__",
     "attention",
     "attribution_patch",
     "cache_dir",
@@ -42,10 +45,12 @@ EXPECTED = [
     "chat_reply",
     "compare_patching",
     "components",
+    "diff",
     "evaluate",
     "explain",
     "explain_step",
     "generate",
+    "load_adapter",
     "load_model",
     "logit_lens",
     "patch",
@@ -53,6 +58,8 @@ EXPECTED = [
     "reply_text",
     "sample",
     "sampling_distribution",
+    "tune",
+    "__version__",
 ]
 
 
