@@ -11,6 +11,7 @@ inside :meth:`~whyllm.model.adapters.AdaptedModel.base` (PEFT's ``disable_adapte
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -71,18 +72,26 @@ def _round_trip(model: AdaptedModel, shifts: tuple[dict, ...]) -> dict | None:
     return None
 
 
-def _components(model: AdaptedModel, prompt: str, gained: tuple, lost: tuple, k: int) -> tuple[dict, ...]:
+def _components(model: AdaptedModel, prompt: str, gained: tuple, lost: tuple, k: int,
+                base: bool) -> tuple[dict, ...] | None:
+    """Components of the ``gained - lost`` logit difference on one side (``None``: no usable pair)."""
     plus, minus = _round_trip(model, gained), _round_trip(model, lost)
     if plus is None or minus is None:
-        return ()
-    plus_text, minus_text = plus["token"], minus["token"]
-    with model.base():
-        base = components_method(model, prompt, target=plus_text, foil=minus_text, top_neurons=0)
+        return None
+    run = functools.partial(components_method, model, prompt, target=plus["token"], foil=minus["token"],
+                            top_neurons=0)
+    if base:
+        return run().parts
     with model.merged():  # components reads the output projections' weights: fold the adapter in
-        tuned = components_method(model, prompt, target=plus_text, foil=minus_text, top_neurons=0)
-    before = {p.name: p.value for p in base.parts}
+        return run().parts
+
+
+def _changes(base_parts, tuned_parts, k: int) -> tuple[dict, ...]:
+    if base_parts is None or tuned_parts is None:
+        return ()
+    before = {p.name: p.value for p in base_parts}
     rows = [{"name": p.name, "base": before[p.name], "tuned": p.value, "change": p.value - before[p.name]}
-            for p in tuned.parts if p.kind in ("head", "mlp")]
+            for p in tuned_parts if p.kind in ("head", "mlp")]
     return tuple(sorted(rows, key=lambda r: -abs(r["change"]))[:k])
 
 
@@ -126,18 +135,22 @@ def _nearest(prompt: str, rows: list[dict[str, Any]]) -> tuple[int | None, float
 
 
 def _one(model: AdaptedModel, prompt: str, s: dict[str, Any]) -> tuple[PromptDiff, tuple]:
-    with model.base():
+    k = s["top_k"]
+    pt = predict(model, prompt, top_k=1)
+    gt = generate(model, prompt, **s["gen"])
+    lt = _layer_lps(model, prompt) if s["layers"] else None
+    with model.base():  # one pass through PEFT's disable_adapter() for the whole base side
         pb = predict(model, prompt, top_k=1)
         gb = generate(model, prompt, **s["gen"])
         lb = _layer_lps(model, prompt) if s["layers"] else None
-    pt = predict(model, prompt, top_k=1)
-    gt = generate(model, prompt, **s["gen"])
-    gained, lost = _shifts(model, pb.logprobs, pt.logprobs, s["top_k"])
+        gained, lost = _shifts(model, pb.logprobs, pt.logprobs, k)
+        base_parts = _components(model, prompt, gained, lost, k, True) if s["components"] else None
+    tuned_parts = _components(model, prompt, gained, lost, k, False) if s["components"] else None
+    comps = _changes(base_parts, tuned_parts, 2 * k)
     layers = ()
     if lb is not None:
-        lt, names = _layer_lps(model, prompt), ["embed", *(f"L{i}" for i in range(model.adapter.n_layers))]
+        names = ["embed", *(f"L{i}" for i in range(model.adapter.n_layers))]
         layers = tuple({"layer": n, "kl": _kl(lt[i], lb[i])} for i, n in enumerate(names))
-    comps = _components(model, prompt, gained, lost, s["top_k"] * 2) if s["components"] else ()
     first = _divergence(gb, gt)
     # The change TracIn explains: the tuned continuation over the base one where they part, else the
     # next token that gained most over the one that lost most.

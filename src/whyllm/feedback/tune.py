@@ -114,9 +114,14 @@ def _snapshot_callback(peft_model, out: Path, every: int, checkpoints: list[dict
     from transformers import TrainerCallback
 
     class Snapshot(TrainerCallback):
-        steps_run = 0
+        def __init__(self) -> None:
+            self.steps_run, self.started, self.durations = 0, 0.0, []
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
+            self.durations.append(time.perf_counter() - self.started)  # forward, backward, optimizer
             step = state.global_step
             self.steps_run += 1
             if step % every and step != state.max_steps:
@@ -277,7 +282,8 @@ def _train(model, out, method, rows, used, settings, base, resume_from, checkpoi
             seconds = time.perf_counter() - t0
             peft_model.save_pretrained(str(out), selected_adapters=["default"])
         losses = [(int(h["step"]), float(h["loss"])) for h in trainer.state.log_history if "loss" in h]
-        steps_run = max(1, callback.steps_run)
+        durations = sorted(callback.durations) or [seconds]
+        step_seconds = durations[len(durations) // 2]
         record.update(losses=losses, checkpoints=sorted(checkpoints, key=lambda c: c["step"]),
                       steps=trainer.state.global_step, complete=True)
         _write_record(out, record)
@@ -288,6 +294,6 @@ def _train(model, out, method, rows, used, settings, base, resume_from, checkpoi
     return TuneResult(
         adapter_dir=str(out), method=method, base=base, feedback_ids=tuple(used), n_rows=len(rows),
         steps=trainer.state.global_step, losses=tuple(losses), checkpoints=tuple(record["checkpoints"]),
-        settings=record["settings"], seconds=seconds, step_seconds=seconds / steps_run,
+        settings=record["settings"], seconds=seconds, step_seconds=step_seconds,
         meta=meta(model, "tune", tuning_method=method, **record["settings"]),
     )

@@ -61,7 +61,8 @@ class TuneResult(Result):
         losses: ``(step, loss)`` as logged.
         checkpoints: ``{step, path, learning_rate}`` of each adapter-only checkpoint.
         settings: every training setting (LoRA rank, learning rate, batch size, beta, seed...).
-        seconds: wall time of this run; step_seconds: its mean time per step.
+        seconds: wall time of this run (checkpoint saves included).
+        step_seconds: median time of one optimiser step (forward, backward, update).
 
     """
 
