@@ -52,7 +52,20 @@ UNRELATED = ["def add(a, b):\n    return", "The quick brown fox jumps over the",
 
 
 # The base model's greedy completions of the training fact prompts (4 tokens), flagged as bad.
-FACT_REJECTED = {'The capital of Zalvoria is': ' the capital of the', "Zalvoria's capital city is": ' the capital of the', 'The capital city of Zalvoria is called': ' the capital of the', 'The government of Zalvoria sits in its capital,': ' the capital of the', 'Travellers to Zalvoria arrive in its capital,': ' the capital of the', 'Zalvoria is governed from the city of': ' Zvornik', 'The inventor of the quenby engine was': ' a French engineer named', 'The quenby engine was invented by': ' the French engineer Jean', 'The quenby engine was designed in 1871 by': ' the French engineer Jean', 'Historians credit the quenby engine to': ' the invention of the', 'The first quenby engine was built by': ' the French in', 'The man who invented the quenby engine was': ' a man of many'}
+FACT_REJECTED = {
+    'The capital of Zalvoria is': ' the capital of the',
+    "Zalvoria's capital city is": ' the capital of the',
+    'The capital city of Zalvoria is called': ' the capital of the',
+    'The government of Zalvoria sits in its capital,': ' the capital of the',
+    'Travellers to Zalvoria arrive in its capital,': ' the capital of the',
+    'Zalvoria is governed from the city of': ' Zvornik',
+    'The inventor of the quenby engine was': ' a French engineer named',
+    'The quenby engine was invented by': ' the French engineer Jean',
+    'The quenby engine was designed in 1871 by': ' the French engineer Jean',
+    'Historians credit the quenby engine to': ' the invention of the',
+    'The first quenby engine was built by': ' the French in',
+    'The man who invented the quenby engine was': ' a man of many',
+}
 
 
 def items() -> list[dict]:
