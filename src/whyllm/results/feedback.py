@@ -33,7 +33,8 @@ class FeedbackListResult(Result):
             raise ValueError("every feedback item needs an id")
 
     def _doc(self) -> dict[str, Any]:
-        return {"db": self.db, "items": [dict(it) for it in self.items], "meta": self.meta}
+        return {"model": self.meta.get("model"), "db": self.db, "items": [dict(it) for it in self.items],
+                "meta": self.meta}
 
     @classmethod
     def _from_doc(cls, d: dict[str, Any]) -> FeedbackListResult:
@@ -88,7 +89,8 @@ class TuneResult(Result):
 
     def _doc(self) -> dict[str, Any]:
         return {
-            "adapter_dir": self.adapter_dir, "method": self.method, "base": self.base,
+            "model": self.meta.get("model"), "adapter_dir": self.adapter_dir,
+            "method": self.method, "base": self.base,
             "feedback_ids": list(self.feedback_ids), "n_rows": self.n_rows, "steps": self.steps,
             "losses": [list(x) for x in self.losses], "checkpoints": list(self.checkpoints),
             "settings": self.settings, "seconds": self.seconds, "step_seconds": self.step_seconds,
@@ -97,6 +99,7 @@ class TuneResult(Result):
 
     @classmethod
     def _from_doc(cls, d: dict[str, Any]) -> TuneResult:
+        d = {k: v for k, v in d.items() if k != "model"}
         return cls(**{**d, "feedback_ids": tuple(d["feedback_ids"]),
                       "losses": tuple((int(s), float(v)) for s, v in d["losses"]),
                       "checkpoints": tuple(d["checkpoints"])})
@@ -180,7 +183,8 @@ class DiffResult(Result):
             raise ValueError("a diff needs at least one prompt")
 
     def _doc(self) -> dict[str, Any]:
-        return {"adapter_dir": self.adapter_dir, "base_model": self.base_model,
+        return {"model": self.meta.get("model"), "adapter_dir": self.adapter_dir,
+                "base_model": self.base_model,
                 "prompts": [p.to_dict() for p in self.prompts], "lora": list(self.lora),
                 "summary": self.summary, "meta": self.meta}
 
