@@ -27,7 +27,7 @@ from torch import Tensor
 
 from whyllm.model.adapters import AdaptedModel
 
-__all__ = ["TestFunction", "row_loss", "sequence_logprob", "tracin"]
+__all__ = ["TestFunction", "pair_logprob", "row_loss", "sequence_logprob", "tracin"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,22 @@ def sequence_logprob(model: AdaptedModel, prompt: str, ids: Sequence[int]) -> Te
     # Only the n positions that predict the continuation need the (large) unembedding.
     logits = model.hf(input_ids=full, use_cache=False, logits_to_keep=n + 1).logits[0, :-1]  # (n, vocab)
     return logits.float().log_softmax(-1).gather(-1, full[0, -n:, None]).sum()
+
+
+def pair_logprob(model: AdaptedModel, prompt: str, a: Sequence[int], b: Sequence[int]) -> Tensor:
+    """``(2,)`` log-probabilities of continuations ``a`` and ``b`` of one prompt, in one batched pass.
+
+    The shorter continuation is padded on the right, so no real token sees a pad (causal attention):
+    the result equals two :func:`sequence_logprob` calls up to float error.
+    """
+    p = model.encode(prompt)[0].tolist()
+    n = max(len(a), len(b))
+    pad = getattr(model.tokenizer, "pad_token_id", None) or 0
+    ids = torch.tensor([p + list(c) + [pad] * (n - len(c)) for c in (a, b)], device=model.device)  # (2, P+n)
+    real = torch.tensor([[1] * (len(p) + len(c)) + [0] * (n - len(c)) for c in (a, b)], device=model.device)
+    logits = model.hf(input_ids=ids, attention_mask=real, use_cache=False, logits_to_keep=n + 1).logits
+    lp = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, -n:, None])[..., 0]  # (2, n)
+    return (lp * real[:, -n:]).sum(-1)
 
 
 def _text_ids(model: AdaptedModel, text: str) -> list[int]:
@@ -61,9 +77,9 @@ def row_loss(model: AdaptedModel, method: str, row: dict[str, Any], beta: float,
 
     """
     if method == "dpo":
-        chosen = sequence_logprob(model, row["prompt"], _text_ids(model, row["chosen"]))
-        rejected = sequence_logprob(model, row["prompt"], _text_ids(model, row["rejected"]))
-        return -F.logsigmoid(beta * (chosen - rejected - (ref or 0.0)))
+        both = pair_logprob(model, row["prompt"], _text_ids(model, row["chosen"]),
+                            _text_ids(model, row["rejected"]))
+        return -F.logsigmoid(beta * (both[0] - both[1] - (ref or 0.0)))
     lp = sequence_logprob(model, row["prompt"], _text_ids(model, row["completion"]))
     if method == "kto":
         return -lp if row["label"] else lp
@@ -76,10 +92,15 @@ def _reference_margins(model: AdaptedModel, method: str, rows: list[dict[str, An
     out = []
     with torch.no_grad(), model.base():
         for r in rows:
-            c = sequence_logprob(model, r["prompt"], _text_ids(model, r["chosen"]))
-            j = sequence_logprob(model, r["prompt"], _text_ids(model, r["rejected"]))
-            out.append(float(c - j))
+            both = pair_logprob(model, r["prompt"], _text_ids(model, r["chosen"]),
+                                _text_ids(model, r["rejected"]))
+            out.append(float(both[0] - both[1]))
     return out
+
+
+def _difference(model: AdaptedModel, prompt: str, plus: Sequence[int], minus: Sequence[int]) -> Tensor:
+    both = pair_logprob(model, prompt, plus, minus)
+    return both[0] - both[1]
 
 
 def _grad(value: Tensor, params: list[Tensor]) -> Tensor:
@@ -122,9 +143,8 @@ def tracin(model: AdaptedModel, tests: Sequence[TestFunction]) -> list[dict[int,
             p.requires_grad_(True)
         for ckpt in checkpoints:
             _load_checkpoint(model, folder / ckpt["path"] / "adapter_model.safetensors")
-            test_grads = torch.stack([
-                _grad(sequence_logprob(model, pr, plus) - sequence_logprob(model, pr, minus), params)
-                for pr, plus, minus in tests])  # (test, n_params)
+            test_grads = torch.stack([_grad(_difference(model, pr, plus, minus), params)
+                                      for pr, plus, minus in tests])  # (test, n_params)
             for i, (row, ref) in enumerate(zip(rows, refs, strict=True)):
                 g = _grad(row_loss(model, method, row, beta, ref), params)  # (n_params,)
                 scores[i] -= float(ckpt["learning_rate"]) * (test_grads @ g)

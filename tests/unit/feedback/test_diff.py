@@ -6,7 +6,7 @@ import whyllm
 from whyllm import feedback as fb
 from whyllm.errors import InputError
 from whyllm.feedback.diff import diff
-from whyllm.feedback.influence import tracin
+from whyllm.feedback.influence import pair_logprob, sequence_logprob, tracin
 from whyllm.model.tiny import tiny_model
 from whyllm.results.feedback import DiffResult
 
@@ -94,3 +94,13 @@ def test_side_effects_are_moved_prompts_unlike_any_feedback(adapted):
     assert r.prompts[0].feedback == () and r.prompts[0].layers == ()
     torch.testing.assert_close(torch.tensor(r.summary["mean_kl"]),
                                torch.tensor(sum(p.kl for p in r.prompts) / 2))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3_text", "gpt2"])
+def test_pair_logprob_equals_two_single_passes(tiny, arch):
+    model = tiny(arch)
+    a, b = model.encode_continuation(" Paris is big"), model.encode_continuation(" Rome")
+    with torch.no_grad():
+        both = pair_logprob(model, PROMPTS[0], a, b)
+        single = torch.stack([sequence_logprob(model, PROMPTS[0], a), sequence_logprob(model, PROMPTS[0], b)])
+    torch.testing.assert_close(both, single, atol=1e-4, rtol=1e-4)
