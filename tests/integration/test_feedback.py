@@ -2,7 +2,8 @@
 
 The data (tests/integration/feedback_data.py, also the worked example of docs/feedback.md) holds two
 kinds of feedback: one-word answers preferred over full sentences (style) and two invented facts
-(fact). One tuning run of 8 steps is shared by the tests (about 3 minutes in all on 2 idle cores).
+(fact). One tuning run of 8 steps and one diff of 6 prompts are shared by the tests (19 minutes of wall
+time on 2 cores shared with ~7 other busy processes, about 8.5 CPU-minutes).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from whyllm import feedback as fb
 from whyllm.feedback.diff import diff
-from whyllm.feedback.influence import sequence_logprob
+from whyllm.feedback.influence import pair_logprob
 from whyllm.feedback.tune import tune
 from whyllm.model.adapters import load_adapter
 
@@ -49,26 +50,29 @@ def _held_out():
     return [h for h in held if h[0] == "style"][:2] + [h for h in held if h[0] == "fact"][:2]
 
 
-def _lp(model, prompt: str, text: str) -> float:
+def _lps(model, prompt: str, good: str, bad: str) -> tuple[float, float]:
+    """Log-probabilities of two continuations (one batched pass)."""
     with torch.no_grad():
-        return float(sequence_logprob(model, prompt, model.encode_continuation(text)))
+        both = pair_logprob(model, prompt, model.encode_continuation(good), model.encode_continuation(bad))
+    return float(both[0]), float(both[1])
 
 
 def _margins(model, rows):
     with model.base():
-        base = [_lp(model, p, good) - _lp(model, p, bad) for p, good, bad in rows]
-    return base, [_lp(model, p, good) - _lp(model, p, bad) for p, good, bad in rows]
+        base = [_lps(model, *row) for row in rows]
+    return [g - b for g, b in base], [g - b for g, b in (_lps(model, *row) for row in rows)]
 
 
 def test_training_items_chosen_rises_rejected_falls(loop):
     model = loop[0]
     rows = [(it["prompt"], it["correction"], it["completion"]) for it in data.items()]
+    with model.base():
+        base = [_lps(model, *row) for row in rows]
     up = down = 0
-    for p, good, bad in rows:
-        with model.base():
-            bg, bb = _lp(model, p, good), _lp(model, p, bad)
-        up += _lp(model, p, good) > bg
-        down += _lp(model, p, bad) < bb
+    for row, (bg, bb) in zip(rows, base, strict=True):
+        tg, tb = _lps(model, *row)
+        up += tg > bg
+        down += tb < bb
     print(json.dumps({"train_chosen_up": up, "train_rejected_down": down, "n": len(rows)}))
     assert up >= 0.9 * len(rows) and down >= 0.9 * len(rows)
 
