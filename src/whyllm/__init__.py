@@ -17,6 +17,8 @@ from whyllm.errors import (
     UnsupportedModelError,
     WhyllmError,
 )
+from whyllm.feedback.diff import diff
+from whyllm.feedback.tune import tune
 from whyllm.methods.attention import attention
 from whyllm.methods.attribution import evaluate, explain, explain_step
 from whyllm.methods.components import components
@@ -27,8 +29,10 @@ from whyllm.methods.patching import attribution_patch, compare_patching, patch
 from whyllm.methods.predict import predict
 from whyllm.methods.tracing import causal_trace
 from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_model
+from whyllm.model.adapters import AdaptedModel, load_adapter
 from whyllm.model.chat import chat_prompt, reply_text
 from whyllm.results.attribution import AttributionResult, EvaluationResult
+from whyllm.results.feedback import DiffResult, FeedbackListResult, TuneResult
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
 from whyllm.results.params import InfluenceResult, ParamsResult
@@ -39,14 +43,17 @@ from whyllm.training.influence import influence
 from whyllm.training.train import train
 
 __all__ = [
+    "AdaptedModel",
     "AttentionResult",
     "AttributionResult",
     "Candidate",
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "DiffResult",
     "EmergeResult",
     "EvaluationResult",
+    "FeedbackListResult",
     "GenerationResult",
     "InfluenceResult",
     "InputError",
@@ -63,10 +70,10 @@ __all__ = [
     "Step",
     "TargetScore",
     "TrainResult",
+    "TuneResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
-    "__version__",
     "attention",
     "attribution_patch",
     "cache_dir",
@@ -75,12 +82,14 @@ __all__ = [
     "chat_reply",
     "compare_patching",
     "components",
+    "diff",
     "emerge",
     "evaluate",
     "explain",
     "explain_step",
     "generate",
     "influence",
+    "load_adapter",
     "load_model",
     "logit_lens",
     "params",
@@ -90,4 +99,6 @@ __all__ = [
     "sample",
     "sampling_distribution",
     "train",
+    "tune",
+    "__version__",
 ]

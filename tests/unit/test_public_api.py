@@ -10,14 +10,17 @@ import whyllm
 
 # The public API. Adding a name to whyllm/__init__.py means adding it here (and the other way round).
 EXPECTED = [
+    "AdaptedModel",
     "AttentionResult",
     "AttributionResult",
     "Candidate",
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
+    "DiffResult",
     "EmergeResult",
     "EvaluationResult",
+    "FeedbackListResult",
     "GenerationResult",
     "InfluenceResult",
     "InputError",
@@ -34,6 +37,7 @@ EXPECTED = [
     "Step",
     "TargetScore",
     "TrainResult",
+    "TuneResult",
     "UnknownMethodError",
     "UnsupportedModelError",
     "WhyllmError",
@@ -46,12 +50,14 @@ EXPECTED = [
     "chat_reply",
     "compare_patching",
     "components",
+    "diff",
     "emerge",
     "evaluate",
     "explain",
     "explain_step",
     "generate",
     "influence",
+    "load_adapter",
     "load_model",
     "logit_lens",
     "params",
@@ -61,6 +67,7 @@ EXPECTED = [
     "sample",
     "sampling_distribution",
     "train",
+    "tune",
 ]
 
 

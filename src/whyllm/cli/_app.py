@@ -63,6 +63,8 @@ _LOAD_OPTIONS = {
     "allow_pickle": (Annotated[bool, typer.Option(
         "--allow-pickle",
         help="Allow .bin/.pt checkpoints (loaded weights-only) when no safetensors exist.")], False),
+    "adapter": (Annotated[Path | None, typer.Option(
+        "--adapter", help="A LoRA adapter folder (from `whyllm tune`) applied on top of --model.")], None),
 }
 _OUTPUT_OPTIONS = {
     "json": (Annotated[bool, typer.Option(
@@ -82,6 +84,7 @@ class Run:
     device: str = "cpu"
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    adapter: Path | None = None
     json: bool = False
     html: Path | None = None
     png: Path | None = None
@@ -97,7 +100,7 @@ class Run:
         with err_console.status("loading model…"):
             return load_mod.load_model(self.model, dtype=self.dtype, device=self.device,
                                        trust_remote_code=self.trust_remote_code,
-                                       allow_pickle=self.allow_pickle)
+                                       allow_pickle=self.allow_pickle, adapter=self.adapter)
 
     def emit(self, result: Any, *, show: bool = True) -> None:
         """Print a result (rich view, or its JSON document with ``--json``) and write the files asked for.

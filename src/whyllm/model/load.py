@@ -280,6 +280,7 @@ def load_model(
     allow_pickle: bool = False,
     check_parity: bool = True,
     progress: bool = True,
+    adapter: str | os.PathLike | None = None,
 ) -> Model:
     """Load a causal LM for whyllm.
 
@@ -294,6 +295,8 @@ def load_model(
             ``weights_only=True``, so pickles that would run code are refused).
         check_parity: run one short forward pass confirming the adapter reproduces the logits.
         progress: show progress on stderr while converting a GGUF file.
+        adapter: a LoRA adapter folder (from :func:`whyllm.tune`) to apply on top (see
+            :func:`whyllm.model.adapters.load_adapter`).
 
     Raises:
         ModelLoadError: any failure (missing, corrupt, unsafe, unsupported), naming file and reason.
@@ -325,4 +328,8 @@ def load_model(
     if check_parity:
         ids = model.encode("Why did the model say that?")
         model.adapter.check_parity(ids, atol=1e-3 if dtype == "float32" else 3e-2)
+    if adapter is not None:
+        from whyllm.model.adapters import load_adapter
+
+        model = load_adapter(model, adapter)
     return model

@@ -17,7 +17,7 @@ from whyllm._version import __version__
 from whyllm.errors import InputError
 from whyllm.files import write_atomic
 
-__all__ = ["SCHEMA_VERSION", "Result", "meta"]
+__all__ = ["SCHEMA_VERSION", "Result", "json_safe", "meta"]
 
 SCHEMA_VERSION = 1
 
@@ -28,14 +28,14 @@ def meta(model: Any, method: str, **params: Any) -> dict[str, Any]:
     return {"model": str(name), "method": method, "params": params, "whyllm_version": __version__}
 
 
-def _finite(value: Any) -> Any:
-    """Non-finite floats (which JSON cannot hold) become ``None``."""
+def json_safe(value: Any) -> Any:
+    """``value`` with its non-finite floats (which JSON cannot hold) as ``None``."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -77,7 +77,7 @@ class Result:
         try:
             text = json.dumps(doc, indent=indent, ensure_ascii=False, allow_nan=False)
         except ValueError:  # a non-finite float somewhere (rare)
-            text = json.dumps(_finite(doc), indent=indent, ensure_ascii=False, allow_nan=False)
+            text = json.dumps(json_safe(doc), indent=indent, ensure_ascii=False, allow_nan=False)
         if path is not None:
             write_atomic(path, text, "JSON document")
         return text
