@@ -8,6 +8,7 @@ Predictions, sampling, input attribution and model internals for any Hugging Fac
 """
 
 from whyllm._version import __version__
+from whyllm.batch import batch
 from whyllm.errors import (
     InputError,
     ModelLoadError,
@@ -59,6 +60,7 @@ __all__ = [
     "__version__",
     "attention",
     "attribution_patch",
+    "batch",
     "cache_dir",
     "causal_trace",
     "chat_prompt",

@@ -123,7 +123,6 @@ def batch(
     if len(labels) != len(specs):
         raise InputError(f"the same run is given twice: {[s.to_text() for s in specs]}")
     rows = read_input(input)
-    t0 = time.perf_counter()
     loaded = model if isinstance(model, Model) else load_model(model, **(load_options or {}))
     out = Path(out)
     manifest = {
@@ -136,6 +135,7 @@ def batch(
     write_manifest(out, _check_manifest(out, manifest))
     clean_temp(out)
     done = done_keys(out)
+    t0 = time.perf_counter()
     total = len(rows) * len(specs)
     units = plan(rows, specs, chunk, done)
     skipped = total - sum(len(u.rows) for u in units)

@@ -5,10 +5,10 @@ Hand-written commands (streaming, interactive or file-reading ones) live in :mod
 registered analysis gets a command made from its signature (:mod:`~whyllm.cli.generated`).
 """
 
-from whyllm.cli import core, explain, internals, serve
+from whyllm.cli import batch, core, explain, internals, serve
 from whyllm.cli._app import app
 from whyllm.cli.generated import add_missing_commands
 
 add_missing_commands()
 
-__all__ = ["app", "core", "explain", "internals", "serve"]
+__all__ = ["app", "batch", "core", "explain", "internals", "serve"]
