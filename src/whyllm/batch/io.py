@@ -62,12 +62,12 @@ def _records(path: Path) -> list[dict[str, Any]]:
     raise InputError(f"input {str(path)!r} is not .jsonl, .csv or .parquet; convert it to one of those")
 
 
-def _clean(value: Any) -> Any:
-    """CSV and Parquet cells: empty strings and NaN/None become ``None``; numpy values become Python's."""
+def _clean(value: Any, blank_is_none: bool) -> Any:
+    """Cells: NaN becomes ``None`` (and an empty CSV cell); numpy values become Python's."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if isinstance(value, str):
-        return value if value != "" else None
+        return None if blank_is_none and value == "" else value
     if hasattr(value, "tolist"):  # numpy scalars and arrays (Parquet list columns)
         return value.tolist()
     return value
@@ -87,11 +87,12 @@ def read_input(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} does not exist; give a .jsonl, .csv or .parquet file")
     records = _records(path)
+    csv = path.suffix.lower() == ".csv"
     if records and not any("prompt" in r for r in records):
         raise InputError(f"{path} has no 'prompt' column (columns: {sorted(records[0])}); add one")
     rows, seen = [], set()
     for n, rec in enumerate(records):
-        row = {k: _clean(rec.get(k)) for k in _FIELDS}
+        row = {k: _clean(rec.get(k), csv and k != "prompt") for k in _FIELDS}
         row["row"] = n
         row["id"] = str(row["id"]) if row["id"] is not None else str(n)
         if row["id"] in seen:
