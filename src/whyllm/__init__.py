@@ -8,7 +8,7 @@ Predictions, sampling, input attribution and model internals for any Hugging Fac
 """
 
 from whyllm._version import __version__
-from whyllm.batch import batch
+from whyllm import batch  # a callable module: whyllm.batch(...) runs a batch
 from whyllm.errors import (
     InputError,
     ModelLoadError,

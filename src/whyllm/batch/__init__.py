@@ -6,8 +6,21 @@ manifest, and skips on a rerun every (id, method, parameters) already written. E
 (default, this process) and ``ray`` (an actor pool, :mod:`whyllm.batch.ray_engine`). See docs/batch.md.
 """
 
+import sys
+import types
+
 from whyllm.batch.engine import RunSpec, parse_run
 from whyllm.batch.io import read_input, read_table
 from whyllm.batch.run import BatchSummary, batch, weights_hash
 
 __all__ = ["BatchSummary", "RunSpec", "batch", "parse_run", "read_input", "read_table", "weights_hash"]
+
+
+class _CallableModule(types.ModuleType):
+    """``whyllm.batch(...)`` calls :func:`whyllm.batch.run.batch`; ``whyllm.batch.io`` stays the package's."""
+
+    def __call__(self, *args, **kwargs):
+        return batch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -144,11 +144,10 @@ def test_row_options_override_and_unknown_row_options_are_error_rows(tiny, tmp_p
 def test_memory_stays_flat_over_many_rows(tiny, tmp_path):
     import resource
 
-    src = _write(tmp_path / "in.jsonl", [{"prompt": f"The dog {i % 13}"} for i in range(1500)])
+    src = _write(tmp_path / "in.jsonl", [{"prompt": f"The dog {i % 13}"} for i in range(1000)])
     model = tiny("llama")
     batch(src, ["predict"], tmp_path / "warm", model=model, chunk=64)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     batch(src, ["predict"], tmp_path / "out", model=model, chunk=64)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
     assert grown < 0.1 * rss0, (rss0, grown)
-    assert torch.get_num_threads() >= 1
