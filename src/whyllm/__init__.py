@@ -7,8 +7,8 @@ Predictions, sampling, input attribution and model internals for any Hugging Fac
     whyllm.predict(model, "The capital of France is", target=" Paris")
 """
 
-from whyllm._version import __version__
 from whyllm import batch  # a callable module: whyllm.batch(...) runs a batch
+from whyllm._version import __version__
 from whyllm.errors import (
     InputError,
     ModelLoadError,

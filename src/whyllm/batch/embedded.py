@@ -12,8 +12,9 @@ from whyllm.batch.io import write_part
 __all__ = ["run_embedded"]
 
 
-def run_embedded(model, units: list[Unit], out: str | Path,
-                 on_rows: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+def run_embedded(
+    model, units: list[Unit], out: str | Path, on_rows: Callable[[list[dict[str, Any]]], None] | None = None
+) -> None:
     """Run ``units`` one after the other; each unit's rows are written as one part before the next starts.
 
     Args:

@@ -80,7 +80,9 @@ class RunSpec:
 
     def to_text(self) -> str:
         """The spec back in ``--run`` form."""
-        opts = ",".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(self.options.items()))
+        opts = ",".join(
+            f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(self.options.items())
+        )
         return f"{self.analysis}:{opts}" if opts else self.analysis
 
 
@@ -123,10 +125,14 @@ def parse_run(text: str) -> RunSpec:
 
     name, _, rest = text.strip().partition(":")
     if name not in ANALYSES.names():
-        raise InputError(f"--run {text!r}: unknown analysis {name!r}; choose one of {', '.join(ANALYSES.names())}")
+        raise InputError(
+            f"--run {text!r}: unknown analysis {name!r}; choose one of {', '.join(ANALYSES.names())}"
+        )
     if name == "evaluate":
-        raise InputError("--run evaluate: evaluate runs over many prompts itself; run explain:METHOD per row "
-                         "and read the ranking from `whyllm report`")
+        raise InputError(
+            "--run evaluate: evaluate runs over many prompts itself; run explain:METHOD per row "
+            "and read the ranking from `whyllm report`"
+        )
     options: dict[str, Any] = {}
     for item in _split(rest):
         key, eq, value = item.partition("=")
@@ -153,8 +159,12 @@ def _length(row: dict[str, Any]) -> int:
     return len(p) if isinstance(p, str) else len(json.dumps(p)) if p is not None else 0
 
 
-def plan(rows: list[dict[str, Any]], specs: list[RunSpec], chunk: int,
-         done: set[tuple[str, str, str]] = frozenset()) -> list[Unit]:
+def plan(
+    rows: list[dict[str, Any]],
+    specs: list[RunSpec],
+    chunk: int,
+    done: set[tuple[str, str, str]] = frozenset(),
+) -> list[Unit]:
     """The units still to run: every spec over the rows sorted by prompt length, in ``chunk``-row units.
 
     A unit whose keys are all in ``done`` is finished and left out; the cut never depends on ``done``.
@@ -197,7 +207,9 @@ def call_args(model, spec: RunSpec, row: dict[str, Any]) -> dict[str, Any]:
         if name in params and row.get(name) is not None:
             kwargs[name] = row[name]
     if "corrupted" in params and "corrupted" not in kwargs:
-        raise InputError(f"{spec.analysis} needs a corrupted prompt; add a 'corrupted' column to row {row['id']!r}")
+        raise InputError(
+            f"{spec.analysis} needs a corrupted prompt; add a 'corrupted' column to row {row['id']!r}"
+        )
     return kwargs
 
 
@@ -208,8 +220,13 @@ def _message(e: BaseException) -> str:
 
 def output_row(spec: RunSpec, row: dict[str, Any], result: Any, seconds: float) -> dict[str, Any]:
     """The flat output row of ``row`` under ``spec``: a result, or an exception as an error row."""
-    base = {"id": row["id"], "row": row["row"], "method": spec.method, "parameters": spec.parameters,
-            "seconds": seconds}
+    base = {
+        "id": row["id"],
+        "row": row["row"],
+        "method": spec.method,
+        "parameters": spec.parameters,
+        "seconds": seconds,
+    }
     if isinstance(result, BaseException):
         return {**base, "status": "error", "error": _message(result), "result": None}
     doc = result.to_dict()
@@ -232,8 +249,11 @@ def figures(analysis: str, doc: dict[str, Any]) -> dict[str, Any]:
         out.update(top_token=top.get("token"), top_prob=_num(top.get("prob")))
         t = doc.get("target")
         if t:
-            out.update(target_logprob=_num(sum(t["logprobs"])), target_rank=_num(t["ranks"][0]),
-                       target_correct=float(t["ranks"][0] == 1))
+            out.update(
+                target_logprob=_num(sum(t["logprobs"])),
+                target_rank=_num(t["ranks"][0]),
+                target_correct=float(t["ranks"][0] == 1),
+            )
     elif analysis == "explain":
         f = doc.get("faithfulness") or {}
         for k in ("comprehensiveness", "sufficiency", "deletion_auc"):

@@ -25,8 +25,16 @@ from typing import Any
 from whyllm.errors import InputError
 
 __all__ = [
-    "KEY_COLUMNS", "STATIC_COLUMNS", "clean_temp", "done_keys", "read_input", "read_manifest",
-    "read_table", "row_key", "write_manifest", "write_part",
+    "KEY_COLUMNS",
+    "STATIC_COLUMNS",
+    "clean_temp",
+    "done_keys",
+    "read_input",
+    "read_manifest",
+    "read_table",
+    "row_key",
+    "write_manifest",
+    "write_part",
 ]
 
 KEY_COLUMNS = ("id", "method", "parameters")
@@ -49,7 +57,9 @@ def _records(path: Path) -> list[dict[str, Any]]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise InputError(f"{path} line {n} is not JSON ({e.msg}); write one JSON object per line") from None
+                raise InputError(
+                    f"{path} line {n} is not JSON ({e.msg}); write one JSON object per line"
+                ) from None
             if not isinstance(rec, dict):
                 raise InputError(f"{path} line {n} is {type(rec).__name__}, not a JSON object")
             out.append(rec)
@@ -57,7 +67,9 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if suffix in (".csv", ".parquet"):
         import pandas as pd
 
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+        frame = (
+            pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+        )
         return frame.to_dict(orient="records")
     raise InputError(f"input {str(path)!r} is not .jsonl, .csv or .parquet; convert it to one of those")
 
@@ -74,8 +86,10 @@ def _clean(value: Any, blank_is_none: bool) -> Any:
 
 
 def read_input(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL, CSV or Parquet file: ``prompt`` plus optional ``id``, ``target``, ``foil``,
-    ``corrupted`` and ``options`` (a JSON object of per-row method options).
+    """Rows of a JSONL, CSV or Parquet file.
+
+    Columns: ``prompt`` plus optional ``id``, ``target``, ``foil``, ``corrupted`` and ``options`` (a JSON
+    object of per-row method options); other columns are ignored.
 
     Rows keep their order; a missing ``id`` becomes the row number. A prompt may be text or chat
     messages (a list of ``{"role", "content"}``, or that list as JSON text).
@@ -96,7 +110,9 @@ def read_input(path: str | Path) -> list[dict[str, Any]]:
         row["row"] = n
         row["id"] = str(row["id"]) if row["id"] is not None else str(n)
         if row["id"] in seen:
-            raise InputError(f"{path}: id {row['id']!r} appears twice; ids must be unique (or leave them out)")
+            raise InputError(
+                f"{path}: id {row['id']!r} appears twice; ids must be unique (or leave them out)"
+            )
         seen.add(row["id"])
         prompt = row["prompt"]
         if isinstance(prompt, str) and prompt.lstrip().startswith("[{"):
@@ -188,10 +204,15 @@ def read_table(out: str | Path):  # -> pandas.DataFrame
 
     files = _part_files(out)
     if not files:
-        raise InputError(f"{str(out)!r} holds no finished batch parts (parts/part-*.parquet); run whyllm batch")
+        raise InputError(
+            f"{str(out)!r} holds no finished batch parts (parts/part-*.parquet); run whyllm batch"
+        )
     frames = [pq.read_table(p).to_pandas() for p in files]
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+    frame = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
         else frames[0]
+    )
     frame = frame.drop_duplicates(subset=list(KEY_COLUMNS), keep="first")
     return frame.sort_values(["row", "method", "parameters"], kind="stable").reset_index(drop=True)
 

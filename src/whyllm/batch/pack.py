@@ -65,8 +65,9 @@ def _forward(model, seqs: list[list[int]], keep: int) -> torch.Tensor:
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
     dev = model.device
     with torch.no_grad():
-        out = model.hf(input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev),
-                       logits_to_keep=keep)
+        out = model.hf(
+            input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=keep
+        )
     return out.logits[:, -keep:].float().log_softmax(-1).cpu()
 
 
@@ -83,9 +84,14 @@ def _result(model, prompt: str, ids: list[int], tids: list[int], lp: torch.Tenso
         score = TargetScore(target, tuple(tids), tuple(model.token_texts(tids)), per, ranks)
     top_k = kwargs.get("top_k", 10)
     return PredictResult(
-        prompt=prompt, input_ids=tuple(ids), input_tokens=tuple(model.token_texts(ids)),
-        top=top_candidates(model, logprobs, top_k), entropy=float(torch.special.entr(logprobs.exp()).sum()),
-        target=score, logprobs=None, meta=meta(model, "predict", top_k=top_k, target=target),
+        prompt=prompt,
+        input_ids=tuple(ids),
+        input_tokens=tuple(model.token_texts(ids)),
+        top=top_candidates(model, logprobs, top_k),
+        entropy=float(torch.special.entr(logprobs.exp()).sum()),
+        target=score,
+        logprobs=None,
+        meta=meta(model, "predict", top_k=top_k, target=target),
     )
 
 

@@ -4,7 +4,8 @@ Each unit is one Ray Data row; ``map_batches`` sends it (``batch_size=1``) to an
 loaded the model in its constructor. The actor runs the unit and writes its part itself (atomically,
 under a name that is a hash of the unit's keys), so a unit retried after an actor died rewrites the
 same part with the same rows: nothing is lost and nothing is counted twice. Actors are restarted
-and their tasks retried by Ray Data (its actor pools default to ``max_restarts=-1``). Needs ``pip install whyllm[ray]``.
+and their tasks retried by Ray Data (its actor pools default to ``max_restarts=-1``).
+Needs ``pip install whyllm[ray]``.
 """
 
 from __future__ import annotations
@@ -58,12 +59,19 @@ def _start(address: str | None, num_cpus: float | None) -> Any:
     try:
         import ray
     except ImportError:
-        raise InputError("the Ray engine needs Ray: pip install 'whyllm[ray]' (or use --engine embedded)") from None
+        raise InputError(
+            "the Ray engine needs Ray: pip install 'whyllm[ray]' (or use --engine embedded)"
+        ) from None
     if ray.is_initialized():
         return ray
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 ignore_reinit_error=True)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            ignore_reinit_error=True,
+        )
     except Exception as e:  # noqa: BLE001 (any start failure is the same user-facing problem)
         where = f"at {address!r}" if address else "locally"
         raise RayStartError(
@@ -74,10 +82,19 @@ def _start(address: str | None, num_cpus: float | None) -> Any:
     return ray
 
 
-def run_ray(model: str | None, load_options: dict[str, Any], units: list[Unit], out: str | Path,
-            on_rows: Callable[[list[dict[str, Any]]], None], *, address: str | None = None,
-            actors: int | None = None, num_cpus: float | None = None, num_gpus: float = 0.0,
-            timeout: float = 600.0) -> None:
+def run_ray(
+    model: str | None,
+    load_options: dict[str, Any],
+    units: list[Unit],
+    out: str | Path,
+    on_rows: Callable[[list[dict[str, Any]]], None],
+    *,
+    address: str | None = None,
+    actors: int | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float = 0.0,
+    timeout: float = 600.0,
+) -> None:
     """Run ``units`` on a Ray actor pool; each unit's part is written by the actor that ran it.
 
     Args:
@@ -111,7 +128,11 @@ def run_ray(model: str | None, load_options: dict[str, Any], units: list[Unit], 
     ctx.enable_progress_bars = False
     ds = ray.data.from_items([{"unit": _encode(u)} for u in units], override_num_blocks=len(units))
     mapped = ds.map_batches(
-        _UnitWorker, batch_size=1, compute=ActorPoolStrategy(size=actors), num_cpus=num_cpus, num_gpus=num_gpus,
+        _UnitWorker,
+        batch_size=1,
+        compute=ActorPoolStrategy(size=actors),
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
         fn_constructor_args=(model, load_options, str(out), max(1, int(num_cpus))),
     )  # Ray Data's actor pools restart dead actors and retry their tasks by default (max_restarts=-1)
     try:

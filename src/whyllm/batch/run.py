@@ -48,8 +48,12 @@ class BatchSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready counts."""
-        return {"kind": "batch_summary", **asdict(self), "runs": list(self.runs),
-                "rows_per_second": self.rows_per_second}
+        return {
+            "kind": "batch_summary",
+            **asdict(self),
+            "runs": list(self.runs),
+            "rows_per_second": self.rows_per_second,
+        }
 
 
 def weights_hash(model) -> str:
@@ -87,10 +91,20 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def batch(
-    input: str | Path, runs: Sequence[str | RunSpec], out: str | Path, *, model: Any = None,
-    engine: str = "embedded", address: str | None = None, chunk: int = DEFAULT_CHUNK,
-    actors: int | None = None, num_cpus: float | None = None, num_gpus: float = 0.0,
-    timeout: float = 600.0, load_options: dict[str, Any] | None = None, progress: Progress | None = None,
+    input: str | Path,
+    runs: Sequence[str | RunSpec],
+    out: str | Path,
+    *,
+    model: Any = None,
+    engine: str = "embedded",
+    address: str | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    actors: int | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float = 0.0,
+    timeout: float = 600.0,
+    load_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
 ) -> BatchSummary:
     """Run ``runs`` over every row of ``input``; write Parquet parts and a manifest under ``out``.
 
@@ -107,7 +121,8 @@ def batch(
         address: the Ray cluster address (``None``: start a local Ray).
         chunk: rows per unit of work (and per part).
         actors: Ray actors (default: the cluster's CPUs / ``num_cpus``, at least 1).
-        num_cpus: CPUs per Ray actor (fractions allowed). num_gpus: GPUs per Ray actor.
+        num_cpus: CPUs per Ray actor (fractions allowed).
+        num_gpus: GPUs per Ray actor.
         timeout: seconds a Ray unit may take before the run fails.
         load_options: keyword arguments for :func:`whyllm.load_model` (dtype, device...).
         progress: ``progress(done, total)`` over output rows.
@@ -126,10 +141,14 @@ def batch(
     loaded = model if isinstance(model, Model) else load_model(model, **(load_options or {}))
     out = Path(out)
     manifest = {
-        "model": loaded.name, "model_source": None if isinstance(model, Model) else model,
-        "weights_hash": weights_hash(loaded), "whyllm_version": __version__,
-        "input": str(Path(input).resolve()), "input_hash": _file_hash(Path(input)),
-        "runs": [s.to_text() for s in specs], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": loaded.name,
+        "model_source": None if isinstance(model, Model) else model,
+        "weights_hash": weights_hash(loaded),
+        "whyllm_version": __version__,
+        "input": str(Path(input).resolve()),
+        "input_hash": _file_hash(Path(input)),
+        "runs": [s.to_text() for s in specs],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "settings": {"chunk": chunk, "engine": engine, "load_options": load_options or {}},
     }
     write_manifest(out, _check_manifest(out, manifest))
@@ -157,8 +176,28 @@ def batch(
         from whyllm.batch.ray_engine import run_ray
 
         if isinstance(model, Model):
-            raise InputError("the Ray engine loads the model in each actor: give its name or path, not a Model")
-        run_ray(model, load_options or {}, units, out, on_rows, address=address, actors=actors,
-                num_cpus=num_cpus, num_gpus=num_gpus, timeout=timeout)
-    return BatchSummary(str(out), len(rows), tuple(s.method for s in specs), total, skipped, counts["done"],
-                        counts["errors"], time.perf_counter() - t0)
+            raise InputError(
+                "the Ray engine loads the model in each actor: give its name or path, not a Model"
+            )
+        run_ray(
+            model,
+            load_options or {},
+            units,
+            out,
+            on_rows,
+            address=address,
+            actors=actors,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            timeout=timeout,
+        )
+    return BatchSummary(
+        str(out),
+        len(rows),
+        tuple(s.method for s in specs),
+        total,
+        skipped,
+        counts["done"],
+        counts["errors"],
+        time.perf_counter() - t0,
+    )

@@ -19,11 +19,26 @@ __all__ = ["batch_cmd", "report_cmd"]
 @contextmanager
 def _rate_bar(what: str) -> Iterator:
     """A progress bar with rows/s and ETA (stderr, transient)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(what, total=None, rate="")
         state = {"first": None}
@@ -44,14 +59,30 @@ def _rate_bar(what: str) -> Iterator:
 @command("batch")
 def batch_cmd(
     run: Run,
-    input: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet with a 'prompt' column (optional id, "
-                                          "target, foil, corrupted, options).")],
-    runs: Annotated[list[str], typer.Option("--run", help="METHOD[:OPTIONS], repeatable: predict, "
-                                            "explain:occlusion, lens:top_k=3,positions=-1.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (Parquet parts + manifest); "
-                                      "rerunning with the same folder resumes.")],
+    input: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL, CSV or Parquet with a 'prompt' column (optional id, "
+            "target, foil, corrupted, options)."
+        ),
+    ],
+    runs: Annotated[
+        list[str],
+        typer.Option(
+            "--run",
+            help="METHOD[:OPTIONS], repeatable: predict, explain:occlusion, lens:top_k=3,positions=-1.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output folder (Parquet parts + manifest); rerunning with the same folder resumes."
+        ),
+    ],
     engine: Annotated[str, typer.Option(help="embedded (this process) or ray.")] = "embedded",
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
     chunk: Annotated[int, typer.Option(help="Rows per unit of work and per part.")] = 32,
     actors: Annotated[int | None, typer.Option(help="Ray actors (default: CPUs / --num-cpus).")] = None,
     num_cpus: Annotated[float | None, typer.Option(help="CPUs per Ray actor (fractions allowed).")] = None,
@@ -62,12 +93,28 @@ def batch_cmd(
     from whyllm.batch import batch, parse_run
 
     specs = [parse_run(r) for r in runs]  # cheap checks before loading anything
-    load = {"dtype": run.dtype, "device": run.device, "trust_remote_code": run.trust_remote_code,
-            "allow_pickle": run.allow_pickle}
+    load = {
+        "dtype": run.dtype,
+        "device": run.device,
+        "trust_remote_code": run.trust_remote_code,
+        "allow_pickle": run.allow_pickle,
+    }
     with _rate_bar("batch") as bar:
-        summary = batch(input, specs, out, model=run.model, engine=engine, address=address, chunk=chunk,
-                        actors=actors, num_cpus=num_cpus, num_gpus=num_gpus, timeout=timeout,
-                        load_options=load, progress=bar)
+        summary = batch(
+            input,
+            specs,
+            out,
+            model=run.model,
+            engine=engine,
+            address=address,
+            chunk=chunk,
+            actors=actors,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            timeout=timeout,
+            load_options=load,
+            progress=bar,
+        )
     if run.json:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
         return
@@ -84,7 +131,9 @@ def batch_cmd(
 @command("report")
 def report_cmd(
     out: Annotated[Path, typer.Argument(help="A whyllm batch output folder.")],
-    html: Annotated[Path | None, typer.Option("--html", help="Write the self-contained HTML summary here.")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the self-contained HTML summary here.")
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON document.")] = False,
 ) -> None:
     """Summarise a batch folder: accuracy, faithfulness ranking, driving tokens, disagreements, errors."""

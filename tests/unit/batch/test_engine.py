@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 import whyllm
 from whyllm.batch import batch, parse_run, read_input, read_table
@@ -32,8 +31,11 @@ def _write(path, rows):
 @pytest.fixture
 def prompts_file(tmp_path):
     rows = [{"id": f"r{i}", "prompt": p, "target": t} for i, (p, t) in enumerate(PROMPTS)]
-    rows += [{"id": "empty", "prompt": ""}, {"id": "badtarget", "prompt": "The dog", "target": ""},
-             {"id": "long", "prompt": "one two three " * 200}]
+    rows += [
+        {"id": "empty", "prompt": ""},
+        {"id": "badtarget", "prompt": "The dog", "target": ""},
+        {"id": "long", "prompt": "one two three " * 200},
+    ]
     return _write(tmp_path / "in.jsonl", rows)
 
 
@@ -65,8 +67,9 @@ def test_packed_predict_matches_one_prompt_at_a_time(tiny, arch):
             assert res.target.logprobs == pytest.approx(ref.target.logprobs, abs=1e-4)
             assert res.target.ranks == ref.target.ranks
         doc = res.to_dict()
-        assert {k: v for k, v in doc.items() if k not in ("entropy", "top", "target")} == \
-            {k: v for k, v in ref.to_dict().items() if k not in ("entropy", "top", "target")}
+        assert {k: v for k, v in doc.items() if k not in ("entropy", "top", "target")} == {
+            k: v for k, v in ref.to_dict().items() if k not in ("entropy", "top", "target")
+        }
 
 
 def test_bad_rows_become_error_rows_and_never_stop_the_run(tiny, prompts_file, tmp_path):
@@ -80,9 +83,14 @@ def test_bad_rows_become_error_rows_and_never_stop_the_run(tiny, prompts_file, t
     assert "target" in err.loc[("badtarget", "predict"), "error"]
     assert "accepts at most" in err.loc[("long", "lens"), "error"]
     ok = table[table.status == "ok"]
-    assert ok["error"].isna().all() and ok["result"].map(lambda t: json.loads(t)["kind"]).isin(["predict", "lens"]).all()
+    assert (
+        ok["error"].isna().all()
+        and ok["result"].map(lambda t: json.loads(t)["kind"]).isin(["predict", "lens"]).all()
+    )
     r0 = json.loads(err.loc[("r0", "predict"), "result"])
-    assert err.loc[("r0", "predict"), "predict.target_logprob"] == pytest.approx(sum(r0["target"]["logprobs"]))
+    assert err.loc[("r0", "predict"), "predict.target_logprob"] == pytest.approx(
+        sum(r0["target"]["logprobs"])
+    )
 
 
 def test_rerun_skips_finished_rows_and_new_runs_add_only_theirs(tiny, prompts_file, tmp_path):
@@ -107,8 +115,18 @@ def test_plan_cut_does_not_depend_on_what_is_done():
 
 
 def test_parts_are_whole_or_absent(tmp_path):
-    rows = [{"id": "a", "row": 0, "method": "predict", "parameters": "{}", "status": "ok", "error": None,
-             "seconds": 0.1, "result": "{}"}]
+    rows = [
+        {
+            "id": "a",
+            "row": 0,
+            "method": "predict",
+            "parameters": "{}",
+            "status": "ok",
+            "error": None,
+            "seconds": 0.1,
+            "result": "{}",
+        }
+    ]
     write_part(tmp_path, rows)
     (tmp_path / "parts" / ".tmp-deadbeef.parquet").write_bytes(b"PAR1 half a file")  # an interrupted write
     assert done_keys(tmp_path) == {("a", "predict", "{}")}
@@ -133,8 +151,13 @@ def test_read_input_csv_parquet_chat_and_duplicate_ids(tmp_path):
 
 
 def test_row_options_override_and_unknown_row_options_are_error_rows(tiny, tmp_path):
-    src = _write(tmp_path / "in.jsonl", [{"id": "a", "prompt": "The dog", "options": {"top_k": 2}},
-                                         {"id": "b", "prompt": "The dog", "options": {"nope": 1}}])
+    src = _write(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "a", "prompt": "The dog", "options": {"top_k": 2}},
+            {"id": "b", "prompt": "The dog", "options": {"nope": 1}},
+        ],
+    )
     batch(src, ["predict"], tmp_path / "out", model=tiny("llama"))
     t = read_table(tmp_path / "out").set_index("id")
     assert len(json.loads(t.loc["a", "result"])["top"]) == 2

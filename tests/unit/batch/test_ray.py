@@ -54,8 +54,14 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_no_row(local_ray, saved_mo
     from whyllm import load_model
 
     src = tmp_path / "in.jsonl"
-    rows = [{"id": f"q{i}", "prompt": "When Mary and John went to the store, John gave a drink to" + " so" * (i % 5),
-             "target": " Mary"} for i in range(48)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "prompt": "When Mary and John went to the store, John gave a drink to" + " so" * (i % 5),
+            "target": " Mary",
+        }
+        for i in range(48)
+    ]
     rows[3]["prompt"] = ""
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "ray"
@@ -72,8 +78,17 @@ def test_an_actor_killed_mid_run_loses_and_duplicates_no_row(local_ray, saved_mo
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = batch(src, ["explain:occlusion"], out, model=str(saved_model), engine="ray", actors=2,
-                    num_cpus=0.5, chunk=2, timeout=240)
+    summary = batch(
+        src,
+        ["explain:occlusion"],
+        out,
+        model=str(saved_model),
+        engine="ray",
+        actors=2,
+        num_cpus=0.5,
+        chunk=2,
+        timeout=240,
+    )
     thread.join()
     assert killed, "no actor process was found to kill"
     assert summary.done == 48 and summary.errors == 1

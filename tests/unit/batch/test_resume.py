@@ -1,4 +1,4 @@
-"""Exactly-once resume: a batch killed with SIGKILL at random moments, resumed, equals an uninterrupted run."""
+"""Exactly-once resume: a batch SIGKILLed at random moments, then resumed, equals an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -50,8 +50,16 @@ def saved_model(tmp_path_factory):
 
 def _input(path: Path) -> Path:
     words = ["Paris", "Mary", "John", "dog", "store", "capital", "Rome", "Alice", "Bob", "drink"]
-    rows = [{"id": f"q{i}", "prompt": f"When {words[i % 10]} and {words[(i * 3) % 10]} went to the "
-             + "store " * (i % 4) + "the", "target": " " + words[(i * 7) % 10]} for i in range(60)]
+    rows = [
+        {
+            "id": f"q{i}",
+            "prompt": f"When {words[i % 10]} and {words[(i * 3) % 10]} went to the "
+            + "store " * (i % 4)
+            + "the",
+            "target": " " + words[(i * 7) % 10],
+        }
+        for i in range(60)
+    ]
     rows[5]["prompt"] = ""  # error rows are rows too: written once, kept on resume
     rows[9]["target"] = ""
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -59,11 +67,22 @@ def _input(path: Path) -> Path:
 
 
 def _start(model: Path, src: Path, out: Path) -> subprocess.Popen:
-    args = ["batch", str(src), *[a for r in RUNS for a in ("--run", r)], "--out", str(out), "-m", str(model),
-            "--chunk", "3"]
+    args = [
+        "batch",
+        str(src),
+        *[a for r in RUNS for a in ("--run", r)],
+        "--out",
+        str(out),
+        "-m",
+        str(model),
+        "--chunk",
+        "3",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3] / "src")}
     log = open(out.parent / "child.log", "ab")  # noqa: SIM115 (closed by the test after wait)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, *args], env=env, stdout=subprocess.DEVNULL, stderr=log
+    )
     log.close()
     return proc
 
@@ -90,8 +109,11 @@ def _kill_at(proc: subprocess.Popen, out: Path, rng: random.Random) -> str:
 
 def _same(a, b) -> bool:
     """Exactly equal, a missing value (None or NaN) equal to a missing value."""
-    return (pd.isna(a) and pd.isna(b)) if not isinstance(a, str) and pd.isna(a) or \
-        not isinstance(b, str) and pd.isna(b) else a == b
+    return (
+        (pd.isna(a) and pd.isna(b))
+        if not isinstance(a, str) and pd.isna(a) or not isinstance(b, str) and pd.isna(b)
+        else a == b
+    )
 
 
 @pytest.mark.slow
