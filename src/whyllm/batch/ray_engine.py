@@ -55,6 +55,20 @@ def _encode(unit: Unit) -> str:
     return json.dumps({"analysis": unit.spec.analysis, "options": unit.spec.options, "rows": list(unit.rows)})
 
 
+def _reachable(address: str, seconds: float = 5.0) -> str | None:
+    """``None`` if ``host:port`` (or ``ray://host:port``) accepts a TCP connection, else why not."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return None  # "auto", "local" or a form Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 def _start(address: str | None, num_cpus: float | None) -> Any:
     try:
         import ray
@@ -64,6 +78,10 @@ def _start(address: str | None, num_cpus: float | None) -> Any:
         ) from None
     if ray.is_initialized():
         return ray
+    why = _reachable(address) if address else None
+    if why is not None:  # Ray itself retries an unreachable head for minutes
+        raise RayStartError(f"the Ray head at {address!r} cannot be reached ({why}); start it with "
+                            "`ray start --head`, check the address, or use --engine embedded")
     try:
         ray.init(
             address=address,

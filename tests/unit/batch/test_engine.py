@@ -174,3 +174,11 @@ def test_memory_stays_flat_over_many_rows(tiny, tmp_path):
     batch(src, ["predict"], tmp_path / "out", model=model, chunk=64)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0
     assert grown < 0.1 * rss0, (rss0, grown)
+
+
+def test_an_unreachable_ray_head_fails_fast_with_a_clear_message():
+    pytest.importorskip("ray")
+    from whyllm.batch.ray_engine import RayStartError, _start
+
+    with pytest.raises(RayStartError, match="cannot be reached.*--engine embedded"):
+        _start("127.0.0.1:9", None)
