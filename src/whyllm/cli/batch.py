@@ -56,7 +56,7 @@ def _rate_bar(what: str) -> Iterator:
         yield update
 
 
-@command("batch")
+@command("batch", outputs=False)
 def batch_cmd(
     run: Run,
     input: Annotated[
@@ -87,7 +87,15 @@ def batch_cmd(
     actors: Annotated[int | None, typer.Option(help="Ray actors (default: CPUs / --num-cpus).")] = None,
     num_cpus: Annotated[float | None, typer.Option(help="CPUs per Ray actor (fractions allowed).")] = None,
     num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor.")] = 0.0,
-    timeout: Annotated[float, typer.Option(help="Seconds one Ray unit may take.")] = 600.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds Ray waits for actors to start and for progress before failing.")
+    ] = 600.0,
+    json_: Annotated[
+        bool, typer.Option("--json", help="Print the run's summary as one JSON document.")
+    ] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the report (whyllm report).")
+    ] = None,
 ) -> None:
     """Run analyses over every row of a dataset, resumably, into Parquet parts (docs/batch.md)."""
     from whyllm.batch import batch, parse_run
@@ -115,17 +123,17 @@ def batch_cmd(
             load_options=load,
             progress=bar,
         )
-    if run.json:
+    if html is not None:
+        from whyllm.batch.report import write_report
+
+        write_report(out, html)
+    if json_:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
         return
     out_console.print(
         f"{summary.done} rows written ({summary.errors} errors), {summary.skipped} already done, "
         f"{summary.total} in all; {summary.rows_per_second:.1f} rows/s; {summary.out}"
     )
-    if run.html is not None:
-        from whyllm.batch.report import write_report
-
-        write_report(out, run.html)
 
 
 @command("report")
