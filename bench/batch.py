@@ -3,7 +3,8 @@
     WHYLLM_CACHE=/work/cache/whyllm PYTHONPATH=src python bench/batch.py [--model NAME] [--rows 500]
         [--occlusion-rows 40] [--memory-rows 10000] [--ray]
 
-Prints one JSON document. Same process, same model, same thread count for every measurement:
+Prints one JSON document (each section also on stderr as it ends). Same process, same model, same
+threads for every measurement:
 - ``predict``: rows/s of ``whyllm.predict`` one prompt at a time vs ``whyllm.batch(..., ["predict"])``
   on the bundled prompt set (src/whyllm/batch/data/prompts.jsonl);
 - ``occlusion``: the same for ``explain:occlusion`` on the first ``--occlusion-rows`` prompts;
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -158,16 +160,20 @@ def main() -> None:
     p.add_argument("--occlusion-rows", type=int, default=40)
     p.add_argument("--memory-rows", type=int, default=10000)
     p.add_argument("--ray", action="store_true")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: shared cores are faster so)")
     a = p.parse_args()
+    torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp(prefix="whyllm-bench-batch-"))
     try:
         model = whyllm.load_model(a.model)
         rows = read_input(DATA)
         report = {"model": model.name, "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
         report["predict"] = bench_predict(model, rows[: a.rows], _subset(rows, a.rows, tmp), tmp)
+        print(json.dumps({"predict": report["predict"]}), file=sys.stderr, flush=True)
         if a.occlusion_rows:
             occ = rows[:: max(1, len(rows) // a.occlusion_rows)][: a.occlusion_rows]
             report["occlusion"] = bench_occlusion(model, occ, _subset(occ, len(occ), tmp), tmp)
+            print(json.dumps({"occlusion": report["occlusion"]}), file=sys.stderr, flush=True)
         if a.memory_rows:
             report["memory"] = bench_memory(a.memory_rows, tmp)
         if a.ray:
