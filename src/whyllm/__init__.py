@@ -7,6 +7,7 @@ Predictions, sampling, input attribution and model internals for any Hugging Fac
     whyllm.predict(model, "The capital of France is", target=" Paris")
 """
 
+from whyllm import batch  # a callable module: whyllm.batch(...) runs a batch
 from whyllm._version import __version__
 from whyllm.errors import (
     InputError,
@@ -76,6 +77,7 @@ __all__ = [
     "WhyllmError",
     "attention",
     "attribution_patch",
+    "batch",
     "cache_dir",
     "causal_trace",
     "chat_prompt",

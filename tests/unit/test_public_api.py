@@ -44,6 +44,7 @@ EXPECTED = [
     "__version__",
     "attention",
     "attribution_patch",
+    "batch",
     "cache_dir",
     "causal_trace",
     "chat_prompt",

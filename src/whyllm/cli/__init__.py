@@ -5,10 +5,10 @@ modules imported here; every other registered analysis gets a command made from 
 (:mod:`~whyllm.cli.generated`).
 """
 
-from whyllm.cli import core, explain, feedback, internals, params, serve, training
+from whyllm.cli import batch, core, explain, feedback, internals, params, serve, training
 from whyllm.cli._app import app
 from whyllm.cli.generated import add_missing_commands
 
 add_missing_commands()
 
-__all__ = ["app", "core", "explain", "feedback", "internals", "params", "serve", "training"]
+__all__ = ["app", "batch", "core", "explain", "feedback", "internals", "params", "serve", "training"]

@@ -12,6 +12,7 @@ import functools
 import inspect
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,17 +132,35 @@ def _stats_text(stats: Mapping[str, float] | None) -> str:
 
 
 @contextmanager
-def progress_bar(what: str) -> Iterator[Progress]:
-    """The CLI's progress bar (transient, on stderr); yields the callback a long method takes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def progress_bar(what: str, unit: str | None = None) -> Iterator[Progress]:
+    """The CLI's progress bar (transient, on stderr); yields the callback a long method takes.
+
+    It shows done/total, the method's figures (``stats``), the elapsed time and, once the work has
+    advanced, the remaining time; with ``unit`` also the rate (e.g. ``12.5 rows/s``).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn())
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(what, total=None, stats="")
+        first: list[tuple[float, int]] = []
 
         def update(done: int, total: int, stats: Mapping[str, float] | None = None) -> None:
-            bar.update(task, completed=done, total=total, stats=_stats_text(stats))
+            text = _stats_text(stats)
+            now = time.perf_counter()
+            first[:] = first or [(now, done)]
+            (t0, d0), = first
+            if unit is not None and now > t0:
+                text = " · ".join(x for x in (text, f"{(done - d0) / (now - t0):.1f} {unit}/s") if x)
+            bar.update(task, completed=done, total=total, stats=text)
 
         yield update
 

@@ -27,7 +27,7 @@ def test_explain_terminal_and_html(cli, tmp_path):
     out = tmp_path / "r.html"
     r = cli.invoke(app, ["explain", PROMPT, "--steps", "auto", "--no-faithfulness", "--html", str(out)])
     assert r.exit_code == 0, r.output
-    assert "integrated_gradients" in r.stdout and "completeness error" in r.stdout
+    assert "integrated gradients" in r.stdout and "completeness error" in r.stdout
     assert out.read_text().startswith("<!doctype html>")
 
 

@@ -1,0 +1,203 @@
+"""``whyllm.batch``: plan, resume, run on an engine, count."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from whyllm._version import __version__
+from whyllm.batch.engine import RunSpec, parse_run, plan
+from whyllm.batch.io import clean_temp, done_keys, read_input, read_manifest, write_manifest
+from whyllm.errors import InputError
+from whyllm.methods.engine.progress import Progress
+
+__all__ = ["DEFAULT_CHUNK", "ENGINES", "BatchSummary", "batch", "weights_hash"]
+
+ENGINES = ("embedded", "ray")
+DEFAULT_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What a batch run did.
+
+    Attributes:
+        out: the output folder.
+        rows: input rows. runs: the ``method`` labels run.
+        total: output rows the input asks for (rows x runs). skipped: already done before this run.
+        done: written by this run. errors: error rows written by this run. seconds: wall time.
+    """
+
+    out: str
+    rows: int
+    runs: tuple[str, ...]
+    total: int
+    skipped: int
+    done: int
+    errors: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        """Output rows written per second by this run."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return {
+            "kind": "batch_summary",
+            **asdict(self),
+            "runs": list(self.runs),
+            "rows_per_second": self.rows_per_second,
+        }
+
+
+def weights_hash(model) -> str:
+    """BLAKE2b of every parameter and buffer (names, dtypes, shapes, bytes): which weights made the rows."""
+    import torch
+
+    h = hashlib.blake2b(digest_size=16)
+    for name, t in sorted(model.hf.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_manifest(out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    old = read_manifest(out)
+    if old is None:
+        return manifest
+    for key in ("model", "weights_hash"):
+        if old.get(key) != manifest[key]:
+            raise InputError(
+                f"{str(out)!r} holds rows made with {key} {old.get(key)!r}, not {manifest[key]!r}; "
+                "use another --out folder (rows of different models are never mixed)"
+            )
+    runs = list(dict.fromkeys([*old.get("runs", []), *manifest["runs"]]))
+    return {**manifest, "runs": runs, "created": old.get("created", manifest["created"])}
+
+
+def batch(
+    input: str | Path,
+    runs: Sequence[str | RunSpec],
+    out: str | Path,
+    *,
+    model: Any = None,
+    engine: str = "embedded",
+    address: str | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    actors: int | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float = 0.0,
+    timeout: float = 600.0,
+    load_options: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """Run ``runs`` over every row of ``input``; write Parquet parts and a manifest under ``out``.
+
+    Rerunning with the same ``out`` skips every (id, method, parameters) already written.
+
+    Args:
+        input: a .jsonl, .csv or .parquet file with a ``prompt`` column (and optional ``id``, ``target``,
+            ``foil``, ``corrupted``, ``options``).
+        runs: ``METHOD[:OPTIONS]`` specs (``"predict"``, ``"explain:occlusion"``, ``"lens:top_k=3"``).
+        out: the output folder (created).
+        model: a loaded :class:`~whyllm.Model`, or a name/path for :func:`whyllm.load_model` (default model
+            when ``None``). The Ray engine needs a name or path (each actor loads it).
+        engine: ``embedded`` (this process) or ``ray``.
+        address: the Ray cluster address (``None``: start a local Ray).
+        chunk: rows per unit of work (and per part).
+        actors: Ray actors (default: the cluster's CPUs / ``num_cpus``, at least 1).
+        num_cpus: CPUs per Ray actor (fractions allowed).
+        num_gpus: GPUs per Ray actor.
+        timeout: seconds a Ray unit may take before the run fails.
+        load_options: keyword arguments for :func:`whyllm.load_model` (dtype, device...).
+        progress: ``progress(done, total)`` over output rows.
+    """
+    from whyllm.model import Model, load_model
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    specs = [r if isinstance(r, RunSpec) else parse_run(r) for r in runs]
+    if not specs:
+        raise InputError("no --run given; name at least one analysis, e.g. --run predict")
+    labels = list(dict.fromkeys((s.method, s.parameters) for s in specs))
+    if len(labels) != len(specs):
+        raise InputError(f"the same run is given twice: {[s.to_text() for s in specs]}")
+    rows = read_input(input)
+    loaded = model if isinstance(model, Model) else load_model(model, **(load_options or {}))
+    out = Path(out)
+    manifest = {
+        "model": loaded.name,
+        "model_source": None if isinstance(model, Model) else model,
+        "weights_hash": weights_hash(loaded),
+        "whyllm_version": __version__,
+        "input": str(Path(input).resolve()),
+        "input_hash": _file_hash(Path(input)),
+        "runs": [s.to_text() for s in specs],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"chunk": chunk, "engine": engine, "load_options": load_options or {}},
+    }
+    write_manifest(out, _check_manifest(out, manifest))
+    clean_temp(out)
+    done = done_keys(out)
+    t0 = time.perf_counter()
+    total = len(rows) * len(specs)
+    units = plan(rows, specs, chunk, done)
+    skipped = total - sum(len(u.rows) for u in units)
+    counts = {"done": 0, "errors": 0}
+
+    def on_rows(new: list[dict[str, Any]]) -> None:
+        counts["done"] += len(new)
+        counts["errors"] += sum(r["status"] == "error" for r in new)
+        if progress is not None:
+            progress(skipped + counts["done"], total)
+
+    if progress is not None:
+        progress(skipped, total)
+    if engine == "embedded":
+        from whyllm.batch.embedded import run_embedded
+
+        run_embedded(loaded, units, out, on_rows)
+    else:
+        from whyllm.batch.ray_engine import run_ray
+
+        if isinstance(model, Model):
+            raise InputError(
+                "the Ray engine loads the model in each actor: give its name or path, not a Model"
+            )
+        run_ray(
+            model,
+            load_options or {},
+            units,
+            out,
+            on_rows,
+            address=address,
+            actors=actors,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            timeout=timeout,
+        )
+    return BatchSummary(
+        str(out),
+        len(rows),
+        tuple(s.method for s in specs),
+        total,
+        skipped,
+        counts["done"],
+        counts["errors"],
+        time.perf_counter() - t0,
+    )
