@@ -57,12 +57,16 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def live_url():
-    """URL (with the token) of the explorer serving a tiny Llama on 127.0.0.1."""
+def live_url(tmp_path_factory):
+    """URL (with the token) of the explorer serving a tiny Llama on 127.0.0.1, with a tiny training run."""
     from whyllm.model.tiny import tiny_model
     from whyllm.server import running
+    from whyllm.training.train import train
 
-    with running(tiny_model("llama")) as url:
+    run = tmp_path_factory.mktemp("runs") / "induction"
+    train("induction", out=run, preset="attn-only-2l", steps=6, checkpoint_every=3, batch_size=4,
+          n_examples=32)
+    with running(tiny_model("llama"), runs=[run]) as url:
         yield url
 
 

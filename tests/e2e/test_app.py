@@ -176,3 +176,18 @@ def test_progress_is_shown_and_cancel_frees_the_server(browser, shot):
         tab.click("[data-run=predict]")
         tab.wait_for_selector("#predict-table")
         tab.close()
+
+
+def test_training_tab_follows_a_prediction_over_checkpoints(page, shot):
+    page.click("#tabs [data-tab=training]")
+    assert page.locator("#training-run option").count() == 1
+    page.uncheck("#training-ablate")
+    page.click("[data-run=training]")
+    page.wait_for_selector("#training-table, #error:not([hidden])")
+    assert page.is_hidden("#error"), page.inner_text("#error")
+    rows = page.locator("#training-table tr")
+    assert rows.count() == 1 + 3  # header + checkpoints 0, 3 and 6
+    text = page.inner_text("#out-training")
+    assert "in-context loss" in text and "emerged after" in text
+    assert not page.is_disabled("[data-report=training]")
+    shot(page, "training")

@@ -211,6 +211,8 @@ const requests = {
       foil: text("patch-foil"), component: val("patch-component"), method: val("patch-method") }];
   },
 };
+requests.training = () => ["emerge", { run: val("training-run"), prompt: text("training-prompt"),
+  target: text("training-target"), ablate: $("training-ablate").checked }];
 const renderers = {};
 
 async function run(tab) {
@@ -369,6 +371,40 @@ renderers.predict = (doc) => {
     const t = doc.target;
     out.append(el("div", { class: "stats" }, stat("target", visible(t.text)), stat("probability", pct(t.prob)),
       stat("logprob", fmt(t.logprob)), stat("rank of first token", t.rank)));
+  }
+};
+
+// ---------- training: a prediction over the checkpoints of a run ----------
+renderers.training = (doc) => {
+  const out = clear($("out-training"));
+  const phases = new Set(doc.phase_changes.map((p) => p.step));
+  const rows = doc.checkpoints.map((c) => el("tr", phases.has(c.step) ? { class: "phase" } : {},
+    el("td", { class: "num", text: c.step }), el("td", { class: "num", text: fmt(c.loss) }),
+    el("td", { class: "num", text: fmt(c.in_context_loss) }), el("td", { class: "num", text: pct(c.target_prob) }),
+    el("td", {}, el("span", { class: "bar", style: { width: Math.max(1, 200 * c.target_prob) + "px" } })),
+    el("td", { text: phases.has(c.step) ? "phase change" : "" })));
+  out.append(
+    el("h3", {}, "How ", el("span", { class: "prompt-text", text: visible(doc.target_token) }),
+      ` emerged after “${doc.prompt}” (${doc.task}, ${doc.checkpoints.length} checkpoints)`),
+    el("table", { class: "data", id: "training-table" },
+      el("caption", { class: "dim", text: "held-out losses in nats (in-context: the second half of each sequence); "
+        + "target probability after the prompt" }),
+      el("tr", {}, ["step", "loss", "in-context loss", "p(target)", "", ""].map((h) => el("th", { text: h }))), rows));
+  if (!doc.phase_changes.length) {
+    out.append(el("p", { class: "dim", text: "No phase change: the in-context loss never fell at least twice as "
+      + "steeply as just before." }));
+  }
+  doc.phase_changes.forEach((p) => out.append(el("p", {},
+    `Phase change between steps ${p.from_step} and ${p.to_step}: in-context loss ${fmt(p.before)} → ${fmt(p.after)} nats. `
+    + (p.heads.length ? "Heads that formed there: " + p.heads.map((h) => `L${h.layer}.H${h.head} (${h.role}, +${fmt(h.rise)})`).join(", ")
+      : "No head's score rose with it."))));
+  if (doc.ablation && doc.ablation.length) {
+    const worst = doc.ablation.slice().sort((a, b) => a.in_context_accuracy - b.in_context_accuracy).slice(0, 5);
+    out.append(el("table", { class: "data", id: "training-ablation" },
+      el("caption", { class: "dim", text: "each head zeroed at the last checkpoint, most harmful first" }),
+      el("tr", {}, ["head", "in-context accuracy", "in-context loss"].map((h) => el("th", { text: h }))),
+      worst.map((a) => el("tr", {}, el("td", { text: `L${a.layer}.H${a.head}` }),
+        el("td", { class: "num", text: pct(a.in_context_accuracy) }), el("td", { class: "num", text: fmt(a.in_context_loss) })))));
   }
 };
 
@@ -851,6 +887,8 @@ async function init() {
     const methods = info.explain_methods && info.explain_methods.length ? info.explain_methods : ["integrated_gradients"];
     methods.forEach((m) => $("explain-method").append(el("option", { value: m, text: methodName(m) })));
     if (methods.includes("integrated_gradients")) $("explain-method").value = "integrated_gradients";
+    (info.runs || []).forEach((r) => $("training-run").append(el("option", { value: r, text: r })));
+    if (!(info.runs || []).length) document.querySelector('[data-run="training"]').disabled = true;
   } catch (e) { showError(e); }
   $("explain-method").addEventListener("change", syncExplainControls);
   syncExplainControls();
