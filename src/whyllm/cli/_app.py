@@ -13,6 +13,7 @@ import inspect
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,6 +171,12 @@ def _parameters(options: dict[str, tuple[Any, Any]]) -> list[inspect.Parameter]:
             for name, (kind, default) in options.items()]
 
 
+def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """A library warning (e.g. integrated gradients' completeness) as one ``warning:`` line on stderr."""
+    for w in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
+        err_console.print(Text.assemble(("warning: ", "bold yellow"), " ".join(w.split())), soft_wrap=True)
+
+
 def _fail(e: WhyllmError) -> typer.Exit:
     message = " ".join(str(e).split())  # one line, whatever the message holds
     err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
@@ -195,9 +202,14 @@ def command(name: str | None = None, *, outputs: bool = True, loads_model: bool 
         @functools.wraps(fn)
         def call(**kwargs: Any) -> Any:
             try:
-                if takes_run:
-                    return fn(Run(**{k: kwargs.pop(k) for k in shared}), **kwargs)
-                return fn(**kwargs)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", UserWarning)
+                    try:
+                        if takes_run:
+                            return fn(Run(**{k: kwargs.pop(k) for k in shared}), **kwargs)
+                        return fn(**kwargs)
+                    finally:
+                        _show_warnings(caught)
             except WhyllmError as e:
                 raise _fail(e) from None
 

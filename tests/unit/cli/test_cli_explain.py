@@ -48,3 +48,11 @@ def test_evaluate(cli, tmp_path):
     bad.write_text("{not json\n")
     assert cli.invoke(app, ["evaluate", str(bad)]).exit_code == 2
     assert cli.invoke(app, ["evaluate", str(tmp_path / "missing.txt")]).exit_code == 2
+
+
+def test_library_warnings_are_one_line_without_a_file_path(cli):
+    r = cli.invoke(app, ["explain", PROMPT, "--target", " Mary", "--steps", "1", "--no-faithfulness"])
+    assert r.exit_code == 0, r.output
+    lines = [line for line in r.stderr.splitlines() if "completeness error" in line]
+    assert lines and lines[0].startswith("warning: integrated gradients' completeness error")
+    assert ".py" not in r.stderr and "UserWarning" not in r.stderr
