@@ -66,7 +66,8 @@ def live_url(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "induction"
     train("induction", out=run, preset="attn-only-2l", steps=6, checkpoint_every=3, batch_size=4,
           n_examples=32)
-    with running(tiny_model("llama"), runs=[run]) as url:
+    db = tmp_path_factory.mktemp("feedback") / "feedback.sqlite"
+    with running(tiny_model("llama"), runs=[run], feedback_db=db) as url:
         yield url
 
 

@@ -191,3 +191,23 @@ def test_training_tab_follows_a_prediction_over_checkpoints(page, shot):
     assert "in-context loss" in text and "emerged after" in text
     assert not page.is_disabled("[data-report=training]")
     shot(page, "training")
+
+
+def test_feedback_on_a_generation_is_stored(page):
+    page.fill("#prompt", "The capital of France is")
+    page.click("#tabs [data-tab=generate]")
+    page.fill("#max_new_tokens", "4")
+    page.fill("#seed", "3")
+    page.click("[data-run=generate]")
+    page.wait_for_selector("#feedback-bar")
+    page.click("#feedback-bad")
+    page.wait_for_selector("#feedback-status:has-text('saved as feedback')")
+    page.click("#feedback-correct")
+    page.fill("#feedback-correction", " Paris.")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the Save button, reached by keyboard
+    page.wait_for_selector("#feedback-status:has-text('corrected')")
+    items = page.evaluate("async () => (await (await fetch('/api/feedback')).json()).items")
+    assert [i["verdict"] for i in items[-2:]] == ["bad", "bad"]
+    assert items[-1]["correction"] == " Paris." and items[-1]["source"] == "app"
+    assert items[-1]["completion_ids"] and items[-1]["settings"]["seed"] == 3

@@ -30,6 +30,8 @@ def serve(
                                             help="Requests that may wait while one runs; more get 429.")] = 8,
     token: Annotated[str | None, typer.Option(envvar="WHYLLM_TOKEN", show_envvar=True,
                                               help="Access token (default: a new random one).")] = None,
+    db: Annotated[Path | None, typer.Option(
+        "--db", help="Feedback database of the app's thumbs and corrections (default: the cache's).")] = None,
     run_dir: Annotated[list[Path] | None, typer.Option(
         "--run", help="A training run (whyllm train output) to explore with emerge (repeat).")] = None,
     allow_host: Annotated[list[str] | None, typer.Option(
@@ -51,7 +53,8 @@ def serve(
         err_console.print(f"[yellow]warning:[/yellow] binding {host} exposes the explorer beyond this "
                           "machine; requests still need the token", highlight=False)
     m = run.load()
-    app = create_app(m, token=token, queue_size=queue_size, allowed_hosts=hosts, runs=run_dir or ())
+    app = create_app(m, token=token, queue_size=queue_size, allowed_hosts=hosts, runs=run_dir or (),
+                     feedback_db=db)
     out_console.print(f"whyllm explorer for {m.name}: open {url_of(host, port, app.state.token)}",
                       highlight=False, soft_wrap=True)
     err_console.print("Ctrl+C stops the server.", highlight=False)

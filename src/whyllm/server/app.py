@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whyllm._version import __version__
 from whyllm.errors import WhyllmError
+from whyllm.feedback import add_feedback, list_feedback
 from whyllm.methods.attribution.registry import METHODS
 from whyllm.methods.registry import ANALYSES
 from whyllm.model.base import Model
@@ -298,9 +299,26 @@ def _add_emerge(app: FastAPI, runs: Mapping[str, Path]) -> None:
                   "checkpoints (whyllm emerge).", resolve)
 
 
+def _add_feedback(app: FastAPI, db: Path | None) -> None:
+    """``POST /api/feedback`` (flag or correct a completion) and ``GET /api/feedback`` (the stored items)."""
+
+    @app.post("/api/feedback", responses=_ERRORS,
+              summary="Record a verdict (and a correction) on a completion of the served model.")
+    async def feedback_add(body: schemas.FeedbackRequest) -> dict[str, Any]:
+        return await asyncio.to_thread(
+            add_feedback, app.state.model, body.prompt, body.completion, body.verdict,
+            correction=body.correction, reason=body.reason, completion_ids=body.completion_ids,
+            settings=body.settings or {}, source="app", user=body.user, db=db)
+
+    @app.get("/api/feedback", summary="The stored feedback on the served model, newest last.")
+    async def feedback_list(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
+        items = await asyncio.to_thread(list_feedback, db, model=app.state.model.name)
+        return {"items": items[-limit:]}
+
+
 def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
                allowed_hosts: Iterable[str] = (), limits: schemas.Limits = schemas.LIMITS,
-               runs: Iterable[str | Path] = ()) -> FastAPI:
+               runs: Iterable[str | Path] = (), feedback_db: str | Path | None = None) -> FastAPI:
     """Build the explorer app for one loaded model.
 
     Args:
@@ -311,6 +329,7 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
         limits: request limits (body size included).
         runs: training-run folders (``whyllm train`` output) that ``POST /api/emerge`` may analyse,
             named by their folder name.
+        feedback_db: the feedback database of ``/api/feedback`` (default: the one in whyllm's cache).
 
     """
     token = token or secrets.token_urlsafe(24)
@@ -336,6 +355,7 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
         _add_endpoint(app, name, schema, summary)
     _add_emerge(app, named)
     _add_stream(app)
+    _add_feedback(app, Path(feedback_db) if feedback_db is not None else None)
 
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:

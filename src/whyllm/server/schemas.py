@@ -32,6 +32,7 @@ __all__ = [
     "ComponentsRequest",
     "EmergeRequest",
     "ExplainRequest",
+    "FeedbackRequest",
     "GenerateRequest",
     "LensRequest",
     "Limits",
@@ -293,6 +294,22 @@ class EmergeRequest(ApiRequest):
     steps: list[int] | None = Field(None, min_length=1, max_length=LIMITS.generic_list,
                                     description="Only these checkpoint steps (default: all).")
     ablate: bool = Field(True, description="Zero each head at the last checkpoint.")
+
+
+class FeedbackRequest(ApiRequest):
+    """``whyllm feedback add``: a verdict (optionally with a correction) on a completion of the model."""
+
+    analysis: ClassVar[str] = "feedback"
+    prompt: Prompt
+    completion: str = Field(max_length=LIMITS.prompt_chars, description="The model's completion.")
+    verdict: Literal["good", "bad"]
+    correction: str | None = Field(None, min_length=1, max_length=LIMITS.prompt_chars,
+                                   description="What the model should have said instead.")
+    reason: Text | None = None
+    completion_ids: list[int] | None = Field(None, max_length=LIMITS.max_new_tokens,
+                                             description="The completion's exact token ids.")
+    settings: dict[str, Any] | None = Field(None, description="The decoding settings and seed used.")
+    user: Text | None = None
 
 
 REQUESTS: dict[str, type[ApiRequest]] = {

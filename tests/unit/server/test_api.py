@@ -109,7 +109,7 @@ def test_requests_call_their_functions_with_known_parameters(model):
 
 # CLI option -> request field, where the names differ (repeatable CLI options are singular)
 RENAMED = {"layer": "layers", "head": "heads", "position": "positions", "prompt_file": "prompts"}
-CLI_ONLY = {"model", "dtype", "device", "trust_remote_code", "allow_pickle", "json", "html", "png"}
+CLI_ONLY = {"model", "adapter", "dtype", "device", "trust_remote_code", "allow_pickle", "json", "html", "png"}
 
 
 @pytest.mark.parametrize("name", list(ENDPOINTS))

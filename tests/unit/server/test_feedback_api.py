@@ -1,0 +1,32 @@
+"""``/api/feedback``: the app's thumbs and corrections land in the store, bad input is a 4xx."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.helpers.server import BASE, TOKEN
+from whyllm.feedback import list_feedback
+from whyllm.server import create_app
+
+H = {"X-Whyllm-Token": TOKEN}
+
+
+def test_feedback_round_trip_and_refusals(tiny, tmp_path):
+    db = tmp_path / "f.sqlite"
+    model = tiny("llama")
+    with TestClient(create_app(model, token=TOKEN, feedback_db=db), base_url=BASE) as c:
+        ids = model.tokenizer(" Rome", add_special_tokens=False)["input_ids"]
+        body = {"prompt": "The capital of France is", "completion": " Rome", "verdict": "bad",
+                "correction": " Paris", "completion_ids": ids, "settings": {"seed": 1}}
+        r = c.post("/api/feedback", json=body, headers=H)
+        assert r.status_code == 200, r.text
+        assert r.json()["source"] == "app" and r.json()["correction"] == " Paris"
+        listed = c.get("/api/feedback", headers=H).json()["items"]
+        assert [i["id"] for i in listed] == [r.json()["id"]]
+        assert list_feedback(db)[0]["completion_ids"] == ids
+        for bad in ({**body, "verdict": "meh"}, {**body, "correction": ""}, {**body, "prompt": ""},
+                    {**body, "completion_ids": [10**6]}, {**body, "path": "/etc"}):
+            r = c.post("/api/feedback", json=bad, headers=H)
+            assert 400 <= r.status_code < 500, (bad, r.status_code, r.text)
+        assert len(list_feedback(db)) == 1  # nothing stored by the refused requests
+        assert c.post("/api/feedback", json=body).status_code == 401  # the token is needed
