@@ -263,7 +263,7 @@ def _add_stream(app: FastAPI) -> None:
                     yield _sse("step", step)
                 try:
                     yield _sse("result", {"id": job.id, "doc": future.result()})
-                except (WhyllmError, Cancelled) as exc:
+                except (WhyllmError, Cancelled, schemas.RangeError) as exc:
                     yield _sse("error", {"error": type(exc).__name__, "detail": str(exc)})
             finally:
                 if not future.done():
