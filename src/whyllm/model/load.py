@@ -320,8 +320,9 @@ def load_model(
         raise UnsupportedModelError(f"{label}: {e}") from e
     _check_weights(hf, info, label)
     rows = hf.get_input_embeddings().weight.shape[0]
-    if len(tok) > rows:
-        raise ModelLoadError(f"{label}: the tokenizer has {len(tok)} tokens but the model's embedding has "
+    vocab = getattr(tok, "vocab_size", None)  # the base vocabulary (added special tokens may go unused)
+    if isinstance(vocab, int) and vocab > rows:
+        raise ModelLoadError(f"{label}: the tokenizer has {vocab} tokens but the model's embedding has "
                              f"only {rows} rows; the tokenizer belongs to another model")
     if target is not None:
         hf.to(target)

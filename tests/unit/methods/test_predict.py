@@ -109,11 +109,13 @@ def test_top_k_validated(tiny):
         predict(tiny("llama"), PROMPT, top_k=0)
 
 
-def test_top_k_larger_than_vocab(tiny):
+def test_top_k_up_to_the_vocabulary(tiny):
     model = tiny("llama")
-    res = predict(model, PROMPT, top_k=10_000)
+    res = predict(model, PROMPT, top_k=model.adapter.d_vocab)
     assert len(res.top) == model.adapter.d_vocab
     assert sum(c.prob for c in res.top) == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(InputError, match="top_k must be at most 500"):
+        predict(model, PROMPT, top_k=10_000)
 
 
 def test_meta_records_the_call(tiny):
