@@ -211,3 +211,16 @@ def test_feedback_on_a_generation_is_stored(page):
     assert [i["verdict"] for i in items[-2:]] == ["bad", "bad"]
     assert items[-1]["correction"] == " Paris." and items[-1]["source"] == "app"
     assert items[-1]["completion_ids"] and items[-1]["settings"]["seed"] == 3
+
+
+def test_feedback_on_a_sample_is_stored(page):
+    page.fill("#prompt", "The capital of France is")
+    page.click("#tabs [data-tab=samples]")
+    page.fill("#max_new_tokens", "3")
+    page.fill("#seed", "5")
+    page.click("[data-run=samples]")
+    page.wait_for_selector("#feedback-bar-s2")
+    page.click("#feedback-good-s2")
+    page.wait_for_selector("#feedback-status-s2:has-text('saved as feedback')")
+    items = page.evaluate("async () => (await (await fetch('/api/feedback')).json()).items")
+    assert items[-1]["verdict"] == "good" and items[-1]["settings"]["seed"] == 6  # sample 2: seed + 1

@@ -174,14 +174,17 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
-def import_feedback(path: str | os.PathLike, db: Db = None, *, model: str = "gemma-3-270m",
-                    render_chat=None, source: str = "cli", user: str | None = None) -> list[int]:
-    """Add every row of a JSONL export (any format) to the store, all or none; return the new ids.
+def import_feedback(path: str | os.PathLike | list[dict[str, Any]], db: Db = None, *,
+                    model: str = "gemma-3-270m", render_chat=None, source: str = "cli",
+                    user: str | None = None) -> list[int]:
+    """Add every row of a JSONL export (a path, or its rows; any format) to the store, all or none.
 
     Rows in TRL formats carry no model: they are recorded under ``model`` (a name) without token ids.
+    Returns the new ids.
     """
-    items = formats.items_from_rows(read_jsonl(path), model=model, render_chat=render_chat, source=source,
-                                    user=user)
+    rows = path if isinstance(path, list) else read_jsonl(path)
+    items = formats.items_from_rows(rows, model=model, render_chat=render_chat, source=source, user=user)
     if not items:
-        raise InputError(f"{str(path)!r} holds no rows; nothing was imported")
+        what = "the rows given" if isinstance(path, list) else repr(str(path))
+        raise InputError(f"{what} hold no rows; nothing was imported")
     return store.insert_many(db, items)

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from whyllm._version import __version__
 from whyllm.errors import WhyllmError
-from whyllm.feedback import add_feedback, list_feedback
+from whyllm.feedback import add_feedback, export_feedback, import_feedback, list_feedback, remove_feedback
 from whyllm.methods.attribution.registry import METHODS
 from whyllm.methods.registry import ANALYSES
 from whyllm.model.base import Model
@@ -314,6 +314,23 @@ def _add_feedback(app: FastAPI, db: Path | None) -> None:
     async def feedback_list(limit: int = Query(50, ge=1, le=1000)) -> dict[str, Any]:
         items = await asyncio.to_thread(list_feedback, db, model=app.state.model.name)
         return {"items": items[-limit:]}
+
+    @app.get("/api/feedback/export", summary="The served model's feedback as training rows (TRL formats).",
+             responses=_ERRORS)
+    async def feedback_export(fmt: Literal["dpo", "kto", "sft", "jsonl"] = Query("dpo", alias="format")
+                              ) -> dict[str, Any]:
+        rows = await asyncio.to_thread(export_feedback, None, fmt, db, model=app.state.model.name)
+        return {"format": fmt, "rows": rows}
+
+    @app.post("/api/feedback/import", summary="Store the rows of an export (all or none).", responses=_ERRORS)
+    async def feedback_import(body: schemas.FeedbackImport) -> dict[str, Any]:
+        name = body.model or app.state.model.name
+        ids = await asyncio.to_thread(import_feedback, body.rows, db, model=name, source="api")
+        return {"ids": ids}
+
+    @app.delete("/api/feedback/{item_id}", summary="Remove a stored item.", responses=_ERRORS)
+    async def feedback_remove(item_id: int) -> dict[str, Any]:
+        return {"removed": await asyncio.to_thread(remove_feedback, [item_id], db)}
 
 
 def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,

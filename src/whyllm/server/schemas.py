@@ -32,6 +32,7 @@ __all__ = [
     "ComponentsRequest",
     "EmergeRequest",
     "ExplainRequest",
+    "FeedbackImport",
     "FeedbackRequest",
     "GenerateRequest",
     "LensRequest",
@@ -310,6 +311,14 @@ class FeedbackRequest(ApiRequest):
                                              description="The completion's exact token ids.")
     settings: dict[str, Any] | None = Field(None, description="The decoding settings and seed used.")
     user: Text | None = None
+
+
+class FeedbackImport(ApiRequest):
+    """``whyllm feedback import``: rows of an export (dpo, kto, sft or jsonl), all stored or none."""
+
+    analysis: ClassVar[str] = "feedback"
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+    model: Text | None = Field(None, description="Model name of TRL-format rows (default: the served model).")
 
 
 REQUESTS: dict[str, type[ApiRequest]] = {

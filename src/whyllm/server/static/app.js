@@ -431,38 +431,39 @@ function drawGeneration(selected = state.gen.selected ?? null) {   // streaming 
   out.append(el("div", { class: "layout" }, el("div", { class: "main" }, line, history,
     probLegend("red underline: sampled although under 10% likely · purple frame: chosen by you (branch)"),
     el("p", { class: "dim", text: `stopped: ${g.doc.stop_reason} · seed ${g.doc.settings.seed} · temperature ${g.doc.settings.temperature}` }),
-    g.doc.text === undefined ? null : feedbackBar(g)),
+    g.doc.text === undefined ? null : feedbackBar(g.prompt, g.steps, g.doc.settings)),
   side));
 }
 // Human feedback on a finished continuation: good / bad, or a corrected text (stored by POST /api/feedback;
 // `whyllm tune` trains on it).
-function feedbackBar(g) {
-  const status = el("span", { class: "dim", id: "feedback-status", role: "status", "aria-live": "polite" });
-  const completion = g.steps.map((s) => s.token).join("");
+function feedbackBar(promptText, steps, settings, key = "") {
+  const id = (name) => `feedback-${name}${key}`;
+  const status = el("span", { class: "dim", id: id("status"), role: "status", "aria-live": "polite" });
+  const completion = steps.map((s) => s.token).join("");
   const send = async (verdict, correction) => {
-    const body = { prompt: g.prompt, completion, verdict, correction: correction || null,
-      completion_ids: g.steps.map((s) => s.id), settings: g.doc.settings };
+    const body = { prompt: promptText, completion, verdict, correction: correction || null,
+      completion_ids: steps.map((s) => s.id), settings };
     try {
       const res = await fetch("/api/feedback", { method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body), credentials: "same-origin" });
       const out = await res.json();
       if (!res.ok) throw new Error(`${res.status}: ${out.detail || res.statusText}`);
       status.textContent = `saved as feedback #${out.id} (${verdict}${correction ? ", corrected" : ""})`;
-    } catch (e) { showError(e, "generate"); }
+    } catch (e) { showError(e, state.tab); }
   };
+  const box = el("textarea", { id: id("correction"), rows: "3", cols: "60" });
   const editor = el("div", { class: "correction", hidden: "" },
-    el("label", {}, "what the model should have said ", el("textarea", { id: "feedback-correction", rows: "3", cols: "60" })),
-    el("button", { type: "button", id: "feedback-save", text: "Save correction", onclick: () => {
-      const text = $("feedback-correction").value;
-      if (!text.trim()) { status.textContent = "the correction is empty"; return; }
-      send("bad", text);
+    el("label", {}, "what the model should have said ", box),
+    el("button", { type: "button", id: id("save"), text: "Save correction", onclick: () => {
+      if (!box.value.trim()) { status.textContent = "the correction is empty"; return; }
+      send("bad", box.value);
     } }));
-  return el("div", { class: "feedback", id: "feedback-bar" },
+  return el("div", { class: "feedback", id: id("bar") },
     el("span", { text: "Was this continuation good? " }),
-    el("button", { type: "button", class: "secondary", id: "feedback-good", text: "👍 good", "aria-label": "good continuation", onclick: () => send("good") }),
-    el("button", { type: "button", class: "secondary", id: "feedback-bad", text: "👎 bad", "aria-label": "bad continuation", onclick: () => send("bad") }),
-    el("button", { type: "button", class: "secondary", id: "feedback-correct", text: "✎ correct it", onclick: () => {
-      editor.hidden = false; $("feedback-correction").value = completion; $("feedback-correction").focus();
+    el("button", { type: "button", class: "secondary", id: id("good"), text: "👍 good", "aria-label": `good continuation${key}`, onclick: () => send("good") }),
+    el("button", { type: "button", class: "secondary", id: id("bad"), text: "👎 bad", "aria-label": `bad continuation${key}`, onclick: () => send("bad") }),
+    el("button", { type: "button", class: "secondary", id: id("correct"), text: "✎ correct it", onclick: () => {
+      editor.hidden = false; box.value = completion; box.focus();
     } }),
     status, editor);
 }
@@ -520,8 +521,9 @@ renderers.samples = (doc) => {
     el("div", { id: "tree" }, node(doc.tree, true)),
     probLegend("p: the model's probability of the draw that starts each branch"),
     el("h3", { text: "Samples" }),
-    el("ol", {}, doc.samples.map((s) => el("li", {}, el("span", { class: "text" },
-      s.steps.map((st) => tok(st.token, { paint: probPaint(st.prob) })))))));
+    el("ol", {}, doc.samples.map((s, i) => el("li", {}, el("span", { class: "text" },
+      s.steps.map((st) => tok(st.token, { paint: probPaint(st.prob) }))),
+      feedbackBar(doc.prompt, s.steps, s.settings, `-s${i + 1}`)))));
 };
 
 // ---------- attribution ----------
