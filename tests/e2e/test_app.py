@@ -224,3 +224,9 @@ def test_feedback_on_a_sample_is_stored(page):
     page.wait_for_selector("#feedback-status-s2:has-text('saved as feedback')")
     items = page.evaluate("async () => (await (await fetch('/api/feedback')).json()).items")
     assert items[-1]["verdict"] == "good" and items[-1]["settings"]["seed"] == 6  # sample 2: seed + 1
+
+
+def test_tuning_tab_says_how_to_start_it_without_an_adapter(page):
+    page.click("#tabs [data-tab=tuning]")
+    assert page.is_visible("#panel-tuning") and page.is_disabled("[data-run=tuning]")
+    assert "whyllm serve --adapter DIR" in page.inner_text("#out-tuning")

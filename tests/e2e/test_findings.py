@@ -117,7 +117,7 @@ def test_5_keyboard_opens_alternatives_branches_and_moves_between_tabs(page):
     assert page.get_attribute("#tab-samples", "aria-selected") == "true"
     assert page.evaluate("document.activeElement.id") == "tab-samples" and page.is_visible("#panel-samples")
     page.keyboard.press("End")
-    assert page.get_attribute("#tab-training", "aria-selected") == "true"  # the last tab
+    assert page.get_attribute("#tab-tuning", "aria-selected") == "true"  # the last tab
     assert page.get_attribute("#tab-predict", "tabindex") == "-1"
 
 

@@ -28,8 +28,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from whyllm._version import __version__
 from whyllm.errors import WhyllmError
 from whyllm.feedback import add_feedback, export_feedback, import_feedback, list_feedback, remove_feedback
+from whyllm.feedback.diff import diff
 from whyllm.methods.attribution.registry import METHODS
 from whyllm.methods.registry import ANALYSES
+from whyllm.model.adapters import AdaptedModel
 from whyllm.model.base import Model
 from whyllm.results.base import json_safe
 from whyllm.server import schemas
@@ -278,7 +280,7 @@ def _info(model: Model, limits: schemas.Limits, runs: Mapping[str, Path]) -> dic
     return {
         "model": model.name, "n_layers": a.n_layers, "n_heads": a.n_heads, "n_ctx": a.n_ctx,
         "d_vocab": a.d_vocab, "d_model": a.d_model, "endpoints": sorted(ENDPOINTS), "limits": vars(limits),
-        "explain_methods": list(METHODS), "runs": sorted(runs),
+        "explain_methods": list(METHODS), "runs": sorted(runs), "adapter": isinstance(model, AdaptedModel),
         "explain_method_info": {m.name: {"summary": m.summary, "uses_target": m.uses_target}
                                 for m in METHODS.values()},
     }
@@ -297,6 +299,19 @@ def _add_emerge(app: FastAPI, runs: Mapping[str, Path]) -> None:
 
     _add_endpoint(app, "emerge", schemas.EmergeRequest, "How a prediction emerged over a training run's "
                   "checkpoints (whyllm emerge).", resolve)
+
+
+def _add_diff(app: FastAPI) -> None:
+    """``POST /api/diff``: base vs tuned, when the explorer serves a model with an adapter."""
+
+    def resolve(body: schemas.ApiRequest) -> tuple[str, Callable[..., Any], str | None]:
+        """The diff, or a 422 when the served model has no adapter."""
+        if not isinstance(app.state.model, AdaptedModel):
+            raise schemas.RangeError("the explorer serves a model without an adapter; start it with "
+                                     "whyllm serve --adapter DIR (a folder written by whyllm tune)")
+        return "diff", diff, None
+
+    _add_endpoint(app, "diff", schemas.DiffRequest, "Base vs tuned, prompt by prompt (whyllm diff).", resolve)
 
 
 def _add_feedback(app: FastAPI, db: Path | None) -> None:
@@ -373,6 +388,7 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
     _add_emerge(app, named)
     _add_stream(app)
     _add_feedback(app, Path(feedback_db) if feedback_db is not None else None)
+    _add_diff(app)
 
     @app.get("/api/info", summary="The loaded model, its sizes, the available analyses and the limits.")
     async def info() -> dict[str, Any]:

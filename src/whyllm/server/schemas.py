@@ -30,6 +30,7 @@ __all__ = [
     "ApiRequest",
     "AttentionRequest",
     "ComponentsRequest",
+    "DiffRequest",
     "EmergeRequest",
     "ExplainRequest",
     "FeedbackImport",
@@ -319,6 +320,17 @@ class FeedbackImport(ApiRequest):
     analysis: ClassVar[str] = "feedback"
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
     model: Text | None = Field(None, description="Model name of TRL-format rows (default: the served model).")
+
+
+class DiffRequest(ApiRequest):
+    """``whyllm diff``: the served tuned model (``whyllm serve --adapter DIR``) against its base."""
+
+    analysis: ClassVar[str] = "diff"
+    prompts: list[Prompt] = Field(min_length=1, max_length=16, description="Prompts to compare on.")
+    top_k: int = Field(5, ge=1, le=50, description="Tokens listed as gained / lost.")
+    max_new_tokens: int = Field(12, ge=1, le=64, description="Length of the compared generations.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    feedback: bool = Field(True, description="Rank the training feedback by TracIn (slow).")
 
 
 REQUESTS: dict[str, type[ApiRequest]] = {

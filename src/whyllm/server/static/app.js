@@ -213,6 +213,8 @@ const requests = {
 };
 requests.training = () => ["emerge", { run: val("training-run"), prompt: text("training-prompt"),
   target: text("training-target"), ablate: $("training-ablate").checked }];
+requests.tuning = () => ["diff", { prompts: $("tuning-prompts").value.split("\n").map((x) => x.trim()).filter(Boolean)
+  .concat($("tuning-prompts").value.trim() ? [] : [prompt()]), feedback: $("tuning-feedback").checked }];
 const renderers = {};
 
 async function run(tab) {
@@ -372,6 +374,20 @@ renderers.predict = (doc) => {
     out.append(el("div", { class: "stats" }, stat("target", visible(t.text)), stat("probability", pct(t.prob)),
       stat("logprob", fmt(t.logprob)), stat("rank of first token", t.rank)));
   }
+};
+
+// ---------- tuning: base vs tuned (whyllm diff) ----------
+renderers.tuning = (doc) => {
+  const out = clear($("out-tuning"));
+  const tokens = (list) => list.map((t) => `${visible(t.token)} ${pct(t.base_prob)} → ${pct(t.tuned_prob)}`).join(", ");
+  out.append(el("table", { class: "data", id: "tuning-table" },
+    el("caption", { class: "dim", text: "KL(tuned ‖ base) of the next-token distributions, in nats" }),
+    el("tr", {}, ["prompt", "KL", "gained", "lost", "generations part at", "feedback most responsible"].map((h) => el("th", { text: h }))),
+    doc.prompts.map((p) => el("tr", {},
+      el("td", { text: p.prompt }), el("td", { class: "num", text: fmt(p.kl) }),
+      el("td", { text: tokens(p.gained.slice(0, 3)) }), el("td", { text: tokens(p.lost.slice(0, 3)) }),
+      el("td", { text: p.first_divergence ? `step ${p.first_divergence.step + 1}: ${visible(p.first_divergence.base_token ?? "∅")} → ${visible(p.first_divergence.tuned_token ?? "∅")}` : "same text" }),
+      el("td", { text: (p.feedback || []).slice(0, 3).map((f) => `#${f.id} (${fmt(f.score, 2)})`).join(", ") || "–" })))));
 };
 
 // ---------- training: a prediction over the checkpoints of a run ----------
@@ -924,6 +940,7 @@ async function init() {
     if (methods.includes("integrated_gradients")) $("explain-method").value = "integrated_gradients";
     (info.runs || []).forEach((r) => $("training-run").append(el("option", { value: r, text: r })));
     if (!(info.runs || []).length) document.querySelector('[data-run="training"]').disabled = true;
+    if (!info.adapter) document.querySelector('[data-run="tuning"]').disabled = true;
   } catch (e) { showError(e); }
   $("explain-method").addEventListener("change", syncExplainControls);
   syncExplainControls();
