@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as FastPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -344,7 +345,7 @@ def _add_feedback(app: FastAPI, db: Path | None) -> None:
         return {"ids": ids}
 
     @app.delete("/api/feedback/{item_id}", summary="Remove a stored item.", responses=_ERRORS)
-    async def feedback_remove(item_id: int) -> dict[str, Any]:
+    async def feedback_remove(item_id: int = FastPath(ge=1, le=2**63 - 1)) -> dict[str, Any]:
         return {"removed": await asyncio.to_thread(remove_feedback, [item_id], db)}
 
 

@@ -46,4 +46,5 @@ def test_export_import_and_remove(tiny, tmp_path):
         assert len(list_feedback(db)) == 2  # all or none
         assert c.delete(f"/api/feedback/{first}", headers=H).json()["removed"] == [first]
         assert c.delete(f"/api/feedback/{first}", headers=H).status_code == 400
+        assert c.delete("/api/feedback/99999999999999999999999", headers=H).status_code == 422
         assert c.get("/api/feedback/export?format=nope", headers=H).status_code == 422
