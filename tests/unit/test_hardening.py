@@ -28,9 +28,10 @@ CASES = [
     (["explain", P, "--baseline", "\ud800"], "lone surrogate"),
     (["predict", P, "--top-k", "2147483648"], "top_k must be at most"),  # printed the whole vocabulary
     (["lens", P, "--top-k", "99999999999"], "top_k must be at most"),
-    (["generate", P, "--temperature", "nan"], "temperature must be a finite number"),
-    (["generate", P, "--temperature", "inf"], "temperature must be a finite number"),
+    (["generate", P, "--temperature", "nan"], "temperature must be 0 (greedy) or a number from"),
+    (["generate", P, "--temperature", "inf"], "temperature must be 0 (greedy) or a number from"),
     (["generate", P, "--top-p", "nan"], "top_p must be in"),
+    (["generate", P, "--temperature", "1e-300"], "temperature must be 0 (greedy) or a number from"),  # NaNs
     (["generate", P, "--seed", "99999999999999999999999"], "seed must be an integer from 0"),  # overflow
     (["generate", P, "--seed", "-5"], "seed must be an integer from 0"),
     (["generate", P, "--alternatives", "99999999999"], "alternatives is 99999999999"),
@@ -167,3 +168,10 @@ def test_runs_that_would_exceed_memory_are_refused_with_the_estimate(tiny, monke
         logit_lens(model, P)
     with pytest.raises(InputError, match="draw fewer samples or fewer tokens"):
         sample(model, P, n=4)
+
+
+def test_a_top_p_below_float32_range_keeps_the_likeliest_token(tiny):
+    from whyllm import generate
+
+    g = generate(tiny("llama"), P, top_p=1e-300, max_new_tokens=2, seed=0)  # it once kept no token (a 5xx)
+    assert all(s.kept == 1 and s.rank == 1 for s in g.steps)

@@ -268,6 +268,10 @@ def _add_stream(app: FastAPI) -> None:
                     yield _sse("result", {"id": job.id, "doc": future.result()})
                 except (WhyllmError, Cancelled, schemas.RangeError) as exc:
                     yield _sse("error", {"error": type(exc).__name__, "detail": str(exc)})
+                except Exception:  # a bug: the response has started, so end it with an error event
+                    log.exception("generate stream %s failed", job.id)
+                    yield _sse("error", {"error": "InternalError", "detail": "the generation failed (a bug; "
+                                         "the server log has the traceback)"})
             finally:
                 if not future.done():
                     job.cancel()

@@ -136,7 +136,7 @@ def test_chat_quits_on_eof(tiny_cli):
     (("generate", ""), "empty"),
     (("predict", "one two " * 200), "accepts at most 128"),
     (("generate", "one two " * 200), "accepts at most 128"),
-    (("generate", PROMPT, "--temperature", "-1"), "temperature must be a finite number"),
+    (("generate", PROMPT, "--temperature", "-1"), "temperature must be 0 (greedy) or a number from"),
     (("generate", PROMPT, "--top-p", "0"), "top_p must be in (0, 1]"),
     (("generate", PROMPT, "--top-p", "1.5"), "top_p must be in (0, 1]"),
     (("generate", PROMPT, "--top-k", "0"), "top_k must be an integer >= 1"),

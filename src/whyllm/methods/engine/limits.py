@@ -14,14 +14,15 @@ import torch
 from whyllm.errors import InputError
 
 __all__ = [
-    "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MAX_TEMPERATURE", "available_memory", "check_finite",
-    "check_seed", "require_memory",
+    "MAX_SAMPLES", "MAX_SEED", "MAX_STEPS", "MAX_TEMPERATURE", "MIN_TEMPERATURE", "available_memory",
+    "check_finite", "check_seed", "require_memory",
 ]
 
 MAX_SEED = 2**63 - 2**20  # room for ``seed + row`` of every sample
 MAX_STEPS = 4096  # integrated gradients' quadrature points (or gradient evaluations with steps="auto")
 MAX_SAMPLES = 65536  # random ablations, noise draws or samples drawn in one call
 MAX_TEMPERATURE = 1e4
+MIN_TEMPERATURE = 1e-4  # below it, logits / temperature overflow float32 (use 0 for greedy)
 _SHARE = 0.8  # of the available memory one run may plan to use
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError
-from whyllm.methods.engine.limits import MAX_TEMPERATURE, check_seed
+from whyllm.methods.engine.limits import MAX_TEMPERATURE, MIN_TEMPERATURE, check_seed
 
 __all__ = ["DecodingSettings", "cut_logits", "sampling_distribution"]
 
@@ -41,10 +41,10 @@ class DecodingSettings:
                 or self.max_new_tokens < 1:
             raise InputError(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
         if not isinstance(self.temperature, int | float) or not math.isfinite(self.temperature) \
-                or not 0 <= self.temperature <= MAX_TEMPERATURE:
+                or not (self.temperature == 0 or MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE):
             raise InputError(
-                f"temperature must be a finite number from 0 to {MAX_TEMPERATURE:g}, got "
-                f"{self.temperature!r}; use 0 or --greedy for greedy decoding"
+                f"temperature must be 0 (greedy) or a number from {MIN_TEMPERATURE:g} to "
+                f"{MAX_TEMPERATURE:g}, got {self.temperature!r}; use 0 or --greedy for greedy decoding"
             )
         if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
             raise InputError(
@@ -81,6 +81,7 @@ def cut_logits(logits: Tensor, s: DecodingSettings) -> Tensor:
         sorted_p = probs.sort(-1, descending=True).values
         before = sorted_p.cumsum(-1) - sorted_p  # mass of the more likely tokens
         kept = before < s.top_p  # the smallest set whose mass reaches top_p
+        kept[..., 0] = True  # the likeliest token always (a top_p below float32's range rounds to 0)
         floor = sorted_p.masked_fill(~kept, float("inf")).min(-1, keepdim=True).values  # (..., 1)
         scaled = scaled.masked_fill(probs < floor, float("-inf"))
     return scaled
