@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PROMPT = "When Mary and John went to the store, John gave a drink to"
-
-
-def run_tab(page, tab: str, ready: str) -> None:
-    page.click(f"#tabs [data-tab={tab}]")
-    page.click(f"[data-run={tab}]")
-    page.wait_for_selector(f"#out-{tab} {ready}, #error:not([hidden])")
-    page.wait_for_selector(f"[data-run={tab}]:enabled")  # the request is over (generation streams)
-    assert page.is_hidden("#error"), page.inner_text("#error")
+from tests.helpers.e2e import PROMPT, run_tab
 
 
 def posts(page, name: str) -> list[dict]:

@@ -25,17 +25,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    from whyllm.model.tiny import tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_model("llama")
-    model.hf.save_pretrained(folder)
-    model.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _actor_pids() -> list[int]:
     """PIDs of this machine's Ray Data actors running whyllm units (their process title names the class)."""
     pids = []

@@ -37,17 +37,6 @@ app()
 """
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory):
-    from whyllm.model.tiny import tiny_model
-
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_model("llama")
-    model.hf.save_pretrained(folder)
-    model.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _input(path: Path) -> Path:
     words = ["Paris", "Mary", "John", "dog", "store", "capital", "Rome", "Alice", "Bob", "drink"]
     rows = [
