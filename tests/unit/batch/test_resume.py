@@ -76,24 +76,31 @@ def _start(model: Path, src: Path, out: Path) -> subprocess.Popen:
     return proc
 
 
-def _kill_at(proc: subprocess.Popen, out: Path, rng: random.Random) -> str:
-    """SIGKILL ``proc`` after a random delay, or right when a part's temp file appears."""
-    mode = rng.choice(["early", "delay", "during-write"])
+def _kill_at(proc: subprocess.Popen, out: Path, rng: random.Random, mode: str) -> None:
+    """SIGKILL ``proc`` after a random delay, or while one of its parts is half-written.
+
+    "early" lands anywhere from start-up (imports, model load, manifest) to the first parts; "delay" always
+    lands after this attempt's first part is committed, so every test sees progress; "during-write" lands
+    while the temp file of a random one of this attempt's first five parts exists.
+    """
     deadline = time.monotonic() + 60
-    if mode == "early":  # anywhere from start-up (imports, model load, manifest) to the first parts
+    if mode == "early":
         time.sleep(rng.uniform(0.0, 8.0))
     elif mode == "delay":
-        while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("parts/part-*")):
+        before = set(out.glob("parts/part-*"))
+        while time.monotonic() < deadline and proc.poll() is None and set(out.glob("parts/part-*")) <= before:
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 2.0))
     else:
+        skip, seen = rng.randrange(5), set()
         while time.monotonic() < deadline and proc.poll() is None:
-            if list(out.glob("parts/.tmp-*")) and rng.random() < 0.3:
+            temps = {p.name for p in out.glob("parts/.tmp-*")}
+            if temps - seen and len(seen | temps) > skip:
                 break
+            seen |= temps
             time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return mode
 
 
 def _same(a, b) -> bool:
@@ -115,10 +122,13 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(saved
     rng.seed(seed)
     out = tmp_path / "killed"
     kills, attempts, total = [], 0, 60 * len(RUNS)
+    modes = ["early", "delay", "during-write", "delay", "during-write"]
+    rng.shuffle(modes)
     while len(kills) < 5 and attempts < 12:
+        mode = modes[attempts % len(modes)]
         attempts += 1
         proc = _start(saved_model, src, out)
-        mode = _kill_at(proc, out, rng)
+        _kill_at(proc, out, rng, mode)
         finished = len(done_keys(out)) if out.exists() else 0
         if proc.returncode == -signal.SIGKILL and finished < total:
             kills.append((mode, finished))
