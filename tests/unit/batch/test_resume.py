@@ -77,28 +77,34 @@ def _start(model: Path, src: Path, out: Path) -> subprocess.Popen:
 
 
 def _kill_at(proc: subprocess.Popen, out: Path, rng: random.Random, mode: str) -> None:
-    """SIGKILL ``proc`` after a random delay, or while one of its parts is half-written.
+    """SIGKILL ``proc`` at a random moment of one kind; each kind lets little work finish first.
 
-    "early" lands anywhere from start-up (imports, model load, manifest) to the first parts; "delay" always
-    lands after this attempt's first part is committed, so every test sees progress; "during-write" lands
-    while the temp file of a random one of this attempt's first five parts exists.
+    "early" lands anywhere from start-up (imports, model load, manifest) until this attempt's first part
+    is committed; "delay" lands shortly after it is committed, so every test sees progress; "during-write"
+    lands while the temp file of one of this attempt's first three parts exists.
     """
     deadline = time.monotonic() + 60
+    before = set(out.glob("parts/part-*"))
+
+    def committed() -> bool:
+        return set(out.glob("parts/part-*")) > before
+
     if mode == "early":
-        time.sleep(rng.uniform(0.0, 8.0))
+        until = time.monotonic() + rng.uniform(0.0, 8.0)
+        while time.monotonic() < until and proc.poll() is None and not committed():
+            time.sleep(0.005)
     elif mode == "delay":
-        before = set(out.glob("parts/part-*"))
-        while time.monotonic() < deadline and proc.poll() is None and set(out.glob("parts/part-*")) <= before:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 2.0))
+        while time.monotonic() < deadline and proc.poll() is None and not committed():
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.3))
     else:
-        skip, seen = rng.randrange(5), set()
+        skip, seen = rng.randrange(3), set()
         while time.monotonic() < deadline and proc.poll() is None:
             temps = {p.name for p in out.glob("parts/.tmp-*")}
             if temps - seen and len(seen | temps) > skip:
                 break
             seen |= temps
-            time.sleep(0.005)
+            time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
