@@ -22,6 +22,7 @@ from whyllm.feedback.diff import diff
 from whyllm.feedback.tune import tune
 from whyllm.methods.attention import attention
 from whyllm.methods.attribution import evaluate, explain, explain_step
+from whyllm.methods.circuits import circuit
 from whyllm.methods.components import components
 from whyllm.methods.generate import DecodingSettings, chat_reply, generate, sample, sampling_distribution
 from whyllm.methods.lens import logit_lens
@@ -33,6 +34,7 @@ from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_mod
 from whyllm.model.adapters import AdaptedModel, load_adapter
 from whyllm.model.chat import chat_prompt, reply_text
 from whyllm.results.attribution import AttributionResult, EvaluationResult
+from whyllm.results.circuits import CircuitResult
 from whyllm.results.feedback import DiffResult, FeedbackListResult, TuneResult
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
@@ -48,6 +50,7 @@ __all__ = [
     "AttentionResult",
     "AttributionResult",
     "Candidate",
+    "CircuitResult",
     "ComponentsResult",
     "DEFAULT_MODEL",
     "DecodingSettings",
@@ -77,6 +80,7 @@ __all__ = [
     "WhyllmError",
     "attention",
     "attribution_patch",
+    "circuit",
     "batch",
     "cache_dir",
     "causal_trace",

@@ -5,7 +5,7 @@ modules imported here; every other registered analysis gets a command made from 
 (:mod:`~whyllm.cli.generated`).
 """
 
-from whyllm.cli import batch, core, explain, feedback, internals, params, serve, training
+from whyllm.cli import batch, circuits, core, explain, feedback, internals, params, serve, training
 from whyllm.cli._app import app
 from whyllm.cli.generated import add_missing_commands
 

@@ -22,7 +22,14 @@ import torch
 from torch import Tensor, nn
 
 from whyllm.errors import InputError, UnknownMethodError
-from whyllm.methods.engine.args import default_token, resolve_positions, select, target_and_foil, token_id
+from whyllm.methods.engine.args import (
+    default_token,
+    resolve_positions,
+    same_length,
+    select,
+    target_and_foil,
+    token_id,
+)
 from whyllm.methods.engine.progress import Progress
 from whyllm.methods.engine.sweep import (
     Cell,
@@ -73,19 +80,6 @@ class _Pair:
         return m, m_clean, m_corr
 
 
-def _check_lengths(model: Model, clean: Tensor, corrupted: Tensor) -> None:
-    a, b = clean[0].tolist(), corrupted[0].tolist()
-    if len(a) == len(b):
-        return
-    first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
-    ta, tb = (model.token_texts(x[first : first + 1]) or ["<end>"] for x in (a, b))
-    raise InputError(
-        f"the clean prompt is {len(a)} tokens but the corrupted prompt is {len(b)}; they first differ at "
-        f"token {first} ({ta[0]!r} vs {tb[0]!r}); patching needs prompts of equal token length: change "
-        "words for words that are one token each"
-    )
-
-
 def _pair(model: Model, clean: str, corrupted: str, *, target: str | None, foil: str | None, component: str,
           method: str, compare: bool, positions: Sequence[int] | None, layers: Sequence[int] | None,
           heads: Sequence[int] | None) -> _Pair:
@@ -105,7 +99,7 @@ def _pair(model: Model, clean: str, corrupted: str, *, target: str | None, foil:
     if foil is not None:
         token_id(model, foil, "foil")
     a, b = model.encode(clean), model.encode(corrupted)
-    _check_lengths(model, a, b)
+    same_length(model, a, b)
     return _Pair(a, b, lays, resolve_positions(positions, a.shape[1]), hds, target, foil)
 
 

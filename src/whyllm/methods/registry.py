@@ -17,6 +17,7 @@ from typing import Any
 
 from whyllm.methods.attention import attention
 from whyllm.methods.attribution import evaluate, explain
+from whyllm.methods.circuits import circuit
 from whyllm.methods.components import components
 from whyllm.methods.engine.registry import Entry, Registry
 from whyllm.methods.generate import generate, sample
@@ -84,6 +85,11 @@ ANALYSES: Registry[Analysis] = Registry("analysis", [
              "time.", {"prompt": _PROMPT, "subject": "France", "samples": 2}, unit="rows"),
     Analysis("params", params, "Which parameters drive the prediction: gradient x weight per group, row, "
              "neuron and head, checked by real edits.", {"prompt": _PROMPT, "top_k": 3}),
+    Analysis("circuit", circuit, "Which paths carry the answer: every edge of the graph scored by EAP-IG, a "
+             "circuit kept and checked by ablation against random circuits.",
+             {"prompt": "When Mary and John went out, John gave it to",
+              "corrupted": "When Mary and John went out, Mary gave it to", "steps": 2, "sizes": [1, 4],
+              "random_samples": 1}, unit="rows"),
 ])
 
 

@@ -252,6 +252,46 @@ class ModelAdapter:
         """MLP down projection as ``(d_mlp, d_model)``."""
         return _as_in_out(self.part(layer, "mlp_down"))
 
+    def qkv_projections(self, layer: int) -> list[tuple[nn.Module, Tensor, list[tuple[str, int, slice]]]]:
+        """Where block ``layer``'s attention reads the residual stream: one entry per projection module.
+
+        Each entry is ``(module, weight (d_model, out), ends)``, where ``ends`` lists
+        ``(port, head, columns)``: port ``q``, ``k`` or ``v``, the query head (``q``) or key/value head
+        (``k``, ``v``) and the columns of the module's output that head reads. Separate ``q_proj`` /
+        ``k_proj`` / ``v_proj`` (or ``query`` / ``key`` / ``value``) modules are found by name; a fused
+        projection (``qkv_proj``, GPT-2's ``c_attn``) is split as ``[q | k | v]``.
+
+        Raises:
+            UnsupportedModelError: the attention's projections are not found or fused another way.
+        """
+        attn = self.part(layer, "attn")
+        q_width = self.n_heads * self.d_head
+        kv_width = self.n_kv_heads * self.d_head
+
+        def cols(port: str, n: int, start: int) -> list[tuple[str, int, slice]]:
+            return [(port, h, slice(start + h * self.d_head, start + (h + 1) * self.d_head)) for h in range(n)]
+
+        for names in (("q_proj", "k_proj", "v_proj"), ("query", "key", "value")):
+            mods = [getattr(attn, n, None) for n in names]
+            if all(isinstance(m, nn.Module) for m in mods):
+                counts = (self.n_heads, self.n_kv_heads, self.n_kv_heads)
+                return [(m, _as_in_out(m), cols(port, n, 0))
+                        for m, port, n in zip(mods, "qkv", counts, strict=True)]
+        for name in ("qkv_proj", "c_attn", "Wqkv"):
+            fused = getattr(attn, name, None)
+            if isinstance(fused, nn.Module):
+                w = _as_in_out(fused)
+                if w.shape[1] != q_width + 2 * kv_width:
+                    break
+                ends = (cols("q", self.n_heads, 0) + cols("k", self.n_kv_heads, q_width)
+                        + cols("v", self.n_kv_heads, q_width + kv_width))
+                return [(fused, w, ends)]
+        raise UnsupportedModelError(
+            f"{type(self.model).__name__}: whyllm cannot find where block {layer}'s attention reads its "
+            "queries, keys and values (separate q_proj/k_proj/v_proj modules, or a fused [q|k|v] projection); "
+            "circuits and QK attribution need them"
+        )
+
     def out_bias(self, layer: int, name: str) -> Tensor | None:
         """Bias of ``attn_o`` or ``mlp_down`` (added once, not per head/neuron), or ``None``."""
         return getattr(self.part(layer, name), "bias", None)

@@ -13,8 +13,8 @@ from whyllm.errors import InputError
 from whyllm.model.base import Model
 
 __all__ = [
-    "check_index", "check_int", "default_token", "distinct", "resolve_positions", "select", "target_and_foil",
-    "token_id",
+    "check_index", "check_int", "default_token", "distinct", "resolve_positions", "same_length", "select",
+    "target_and_foil", "token_id",
 ]
 
 
@@ -94,3 +94,18 @@ def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...
     if not out:
         raise InputError("positions is empty; give at least one position or None for all")
     return tuple(sorted(out))
+
+
+def same_length(model: Model, clean: Tensor, corrupted: Tensor) -> None:
+    """Refuse a corrupted prompt whose token length differs from the clean one's, naming the first difference."""
+    a, b = clean[0].tolist(), corrupted[0].tolist()
+    if len(a) == len(b):
+        return
+    first = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    ta, tb = (model.token_texts(x[first : first + 1]) or ["<end>"] for x in (a, b))
+    raise InputError(
+        f"the clean prompt is {len(a)} tokens but the corrupted prompt is {len(b)}; they first differ at "
+        f"token {first} ({ta[0]!r} vs {tb[0]!r}); patching and circuits need prompts of equal token length: "
+        "change "
+        "words for words that are one token each"
+    )
