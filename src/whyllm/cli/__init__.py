@@ -11,4 +11,6 @@ from whyllm.cli.generated import add_missing_commands
 
 add_missing_commands()
 
-__all__ = ["app", "batch", "core", "explain", "feedback", "internals", "params", "serve", "training"]
+__all__ = [
+    "app", "batch", "circuits", "core", "explain", "feedback", "internals", "params", "serve", "training",
+]

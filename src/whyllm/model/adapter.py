@@ -269,7 +269,8 @@ class ModelAdapter:
         kv_width = self.n_kv_heads * self.d_head
 
         def cols(port: str, n: int, start: int) -> list[tuple[str, int, slice]]:
-            return [(port, h, slice(start + h * self.d_head, start + (h + 1) * self.d_head)) for h in range(n)]
+            d = self.d_head
+            return [(port, h, slice(start + h * d, start + (h + 1) * d)) for h in range(n)]
 
         for names in (("q_proj", "k_proj", "v_proj"), ("query", "key", "value")):
             mods = [getattr(attn, n, None) for n in names]
@@ -288,7 +289,8 @@ class ModelAdapter:
                 return [(fused, w, ends)]
         raise UnsupportedModelError(
             f"{type(self.model).__name__}: whyllm cannot find where block {layer}'s attention reads its "
-            "queries, keys and values (separate q_proj/k_proj/v_proj modules, or a fused [q|k|v] projection); "
+            "queries, keys and values (separate q_proj/k_proj/v_proj modules, or a fused [q|k|v] "
+            "projection); "
             "circuits and QK attribution need them"
         )
 

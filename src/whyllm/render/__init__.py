@@ -1,7 +1,19 @@
 """Views of results: terminal (rich), HTML fragments and reports, PNG figures. See :mod:`.dispatch`."""
 
-from whyllm.render import attribution, dispatch, feedback, html, internals, params, plot, terminal, training
+from whyllm.render import (
+    attribution,
+    circuits,
+    dispatch,
+    feedback,
+    html,
+    internals,
+    params,
+    plot,
+    terminal,
+    training,
+)
 
 __all__ = [
-    "attribution", "dispatch", "feedback", "html", "internals", "params", "plot", "terminal", "training",
+    "attribution", "circuits", "dispatch", "feedback", "html", "internals", "params", "plot", "terminal",
+    "training",
 ]

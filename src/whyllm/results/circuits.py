@@ -19,8 +19,11 @@ __all__ = ["CircuitNeuron", "CircuitNode", "CircuitResult"]
 
 @dataclass(frozen=True)
 class CircuitNode:
-    """A node: ``id`` (``embed``, ``L3.H1``, ``L3.KV0``, ``L3.mlp``, ``logits``, ``@p`` per position),
-    ``kind`` (``embed``, ``head``, ``kv``, ``mlp``, ``logits``), ``layer``, ``head`` and ``position``."""
+    """A node of the graph.
+
+    ``id`` is ``embed``, ``L3.H1``, ``L3.KV0``, ``L3.mlp`` or ``logits`` (``@p`` appended per position);
+    ``kind`` is ``embed``, ``head``, ``kv``, ``mlp`` or ``logits``.
+    """
 
     id: str
     kind: str
@@ -118,8 +121,9 @@ class CircuitResult(Result):
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "nodes", tuple(n if isinstance(n, CircuitNode) else _node(n)
-                                                for n in self.nodes))
+        object.__setattr__(
+            self, "nodes", tuple(n if isinstance(n, CircuitNode) else _node(n) for n in self.nodes)
+        )
         n = len(self.scores)
         for name in ("edge_source", "edge_target"):
             t = getattr(self, name)
@@ -142,40 +146,74 @@ class CircuitResult(Result):
         """Edges as dicts (source, target, port, score, in_circuit), strongest first."""
         n = len(self.scores) if limit is None else min(limit, len(self.scores))
         src, dst, sc = self.edge_source[:n].tolist(), self.edge_target[:n].tolist(), self.scores[:n].tolist()
-        return [{"source": self.nodes[s].id, "target": self.nodes[t].id, "port": self.edge_port[i],
-                 "score": sc[i], "in_circuit": i < self.circuit_edges} for i, (s, t) in enumerate(zip(src, dst,
-                                                                                                       strict=True))]
+        return [
+            {
+                "source": self.nodes[s].id,
+                "target": self.nodes[t].id,
+                "port": self.edge_port[i],
+                "score": sc[i],
+                "in_circuit": i < self.circuit_edges,
+            }
+            for i, (s, t) in enumerate(zip(src, dst, strict=True))
+        ]
 
     def circuit_nodes(self) -> list[CircuitNode]:
         """Nodes touched by the circuit's edges, in graph order."""
         used = set(self.edge_source[: self.circuit_edges].tolist()) | set(
-            self.edge_target[: self.circuit_edges].tolist())
+            self.edge_target[: self.circuit_edges].tolist()
+        )
         return [n for i, n in enumerate(self.nodes) if i in used]
 
     def curve_rows(self) -> list[dict[str, Any]]:
         """The faithfulness curve as dicts (edges, faithfulness, random_faithfulness, random_std)."""
         rnd = self.random_curve.tolist() if self.random_curve is not None else [None] * len(self.curve_sizes)
         std = self.random_std.tolist() if self.random_std is not None else [None] * len(self.curve_sizes)
-        return [{"edges": s, "faithfulness": f, "random_faithfulness": r, "random_std": d}
-                for s, f, r, d in zip(self.curve_sizes, self.curve.tolist(), rnd, std, strict=True)]
+        return [
+            {"edges": s, "faithfulness": f, "random_faithfulness": r, "random_std": d}
+            for s, f, r, d in zip(self.curve_sizes, self.curve.tolist(), rnd, std, strict=True)
+        ]
 
     # ---- documents ----------------------------------------------------------------------
     def _doc(self) -> dict[str, Any]:
         return {
-            "model": self.meta.get("model"), "prompt": self.prompt, "tokens": list(self.tokens),
-            "corrupted_prompt": self.corrupted_prompt, "method": self.method, "steps": self.steps,
-            "ablation": self.ablation, "per_position": self.per_position, "metric": self.metric,
-            "target_id": self.target_id, "target_token": self.target_token, "foil_id": self.foil_id,
-            "foil_token": self.foil_token, "clean": self.clean, "corrupted": self.corrupted,
-            "nodes": [{"id": n.id, "kind": n.kind, "layer": n.layer, "head": n.head, "position": n.position}
-                      for n in self.nodes],
+            "model": self.meta.get("model"),
+            "prompt": self.prompt,
+            "tokens": list(self.tokens),
+            "corrupted_prompt": self.corrupted_prompt,
+            "method": self.method,
+            "steps": self.steps,
+            "ablation": self.ablation,
+            "per_position": self.per_position,
+            "metric": self.metric,
+            "target_id": self.target_id,
+            "target_token": self.target_token,
+            "foil_id": self.foil_id,
+            "foil_token": self.foil_token,
+            "clean": self.clean,
+            "corrupted": self.corrupted,
+            "nodes": [
+                {"id": n.id, "kind": n.kind, "layer": n.layer, "head": n.head, "position": n.position}
+                for n in self.nodes
+            ],
             "edges": [{**e, "score": round(e["score"], 7)} for e in self.edge_rows()],
-            "circuit": {"edges": self.circuit_edges, "chosen_by": self.chosen_by,
-                        "faithfulness": self.faithfulness},
+            "circuit": {
+                "edges": self.circuit_edges,
+                "chosen_by": self.chosen_by,
+                "faithfulness": self.faithfulness,
+            },
             "curve": self.curve_rows(),
-            "neurons": [{"node": x.node, "layer": x.layer, "index": x.index, "score": x.score,
-                         "direct": x.direct, "activation": x.activation, "top_tokens": list(x.top_tokens)}
-                        for x in self.neurons],
+            "neurons": [
+                {
+                    "node": x.node,
+                    "layer": x.layer,
+                    "index": x.index,
+                    "score": x.score,
+                    "direct": x.direct,
+                    "activation": x.activation,
+                    "top_tokens": list(x.top_tokens),
+                }
+                for x in self.neurons
+            ],
             "meta": self.meta,
         }
 
@@ -188,22 +226,44 @@ class CircuitResult(Result):
         has_random = bool(curve) and curve[0].get("random_faithfulness") is not None
         circuit = doc["circuit"]
         return cls(
-            prompt=doc["prompt"], tokens=tuple(doc["tokens"]), corrupted_prompt=doc["corrupted_prompt"],
-            method=doc["method"], steps=doc["steps"], ablation=doc["ablation"], per_position=doc["per_position"],
-            metric=doc["metric"], target_id=doc["target_id"], target_token=doc["target_token"],
-            foil_id=doc.get("foil_id"), foil_token=doc.get("foil_token"), clean=doc["clean"],
-            corrupted=doc["corrupted"], nodes=nodes,
+            prompt=doc["prompt"],
+            tokens=tuple(doc["tokens"]),
+            corrupted_prompt=doc["corrupted_prompt"],
+            method=doc["method"],
+            steps=doc["steps"],
+            ablation=doc["ablation"],
+            per_position=doc["per_position"],
+            metric=doc["metric"],
+            target_id=doc["target_id"],
+            target_token=doc["target_token"],
+            foil_id=doc.get("foil_id"),
+            foil_token=doc.get("foil_token"),
+            clean=doc["clean"],
+            corrupted=doc["corrupted"],
+            nodes=nodes,
             edge_source=torch.tensor([index[e["source"]] for e in edges], dtype=torch.long),
             edge_target=torch.tensor([index[e["target"]] for e in edges], dtype=torch.long),
             edge_port=tuple(e["port"] for e in edges),
             scores=torch.tensor([e["score"] for e in edges], dtype=torch.float32),
-            circuit_edges=circuit["edges"], chosen_by=circuit["chosen_by"], faithfulness=circuit["faithfulness"],
+            circuit_edges=circuit["edges"],
+            chosen_by=circuit["chosen_by"],
+            faithfulness=circuit["faithfulness"],
             curve_sizes=tuple(c["edges"] for c in curve),
             curve=torch.tensor([c["faithfulness"] for c in curve], dtype=torch.float32),
             random_curve=torch.tensor([c["random_faithfulness"] for c in curve]) if has_random else None,
             random_std=torch.tensor([c["random_std"] for c in curve]) if has_random else None,
-            neurons=tuple(CircuitNeuron(x["node"], x["layer"], x["index"], x["score"], x["direct"],
-                                        x["activation"], tuple(x["top_tokens"])) for x in doc.get("neurons", [])),
+            neurons=tuple(
+                CircuitNeuron(
+                    x["node"],
+                    x["layer"],
+                    x["index"],
+                    x["score"],
+                    x["direct"],
+                    x["activation"],
+                    tuple(x["top_tokens"]),
+                )
+                for x in doc.get("neurons", [])
+            ),
             meta=doc.get("meta", {}),
         )
 
@@ -221,10 +281,18 @@ class CircuitResult(Result):
         """
         ns = "http://graphml.graphdrawing.org/xmlns"
         root = ET.Element("graphml", xmlns=ns)
-        keys = [("kind", "node", "string"), ("layer", "node", "int"), ("head", "node", "int"),
-                ("position", "node", "int"), ("port", "edge", "string"), ("score", "edge", "double"),
-                ("in_circuit", "edge", "boolean"), ("metric", "graph", "string"),
-                ("faithfulness", "graph", "double"), ("method", "graph", "string")]
+        keys = [
+            ("kind", "node", "string"),
+            ("layer", "node", "int"),
+            ("head", "node", "int"),
+            ("position", "node", "int"),
+            ("port", "edge", "string"),
+            ("score", "edge", "double"),
+            ("in_circuit", "edge", "boolean"),
+            ("metric", "graph", "string"),
+            ("faithfulness", "graph", "double"),
+            ("method", "graph", "string"),
+        ]
         for name, where, kind in keys:
             ET.SubElement(root, "key", {"id": name, "for": where, "attr.name": name, "attr.type": kind})
         graph = ET.SubElement(root, "graph", id="circuit", edgedefault="directed")

@@ -108,7 +108,8 @@ def test_requests_call_their_functions_with_known_parameters(model):
 
 
 # CLI option -> request field, where the names differ (repeatable CLI options are singular)
-RENAMED = {"layer": "layers", "head": "heads", "position": "positions", "prompt_file": "prompts", "size": "sizes"}
+RENAMED = {"layer": "layers", "head": "heads", "position": "positions", "prompt_file": "prompts",
+           "size": "sizes"}
 CLI_ONLY = {"model", "adapter", "dtype", "device", "trust_remote_code", "allow_pickle", "json", "html", "png",
             "graphml"}
 

@@ -1,4 +1,4 @@
-"""Circuits: which paths through the model carry the answer, found by edge attribution and checked by ablation.
+"""Circuits: which paths through the model carry the answer, scored by edge attribution, checked by ablation.
 
 :func:`circuit` scores every edge of the model's graph (:mod:`~whyllm.methods.circuits.graph`) with
 edge attribution patching: the score of edge (writer -> reader input) is
@@ -96,20 +96,37 @@ def _masks(graph: Graph, idx: Tensor, keep: list[Tensor], n_pos: int) -> Tensor:
     return ablate
 
 
-def _ablate(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, masks: Tensor, metric: Metric,
-            progress: Progress | None) -> Tensor:
+def _ablate(
+    model: Model,
+    graph: Graph,
+    ids: Tensor,
+    corrupted: Tensor,
+    masks: Tensor,
+    metric: Metric,
+    progress: Progress | None,
+) -> Tensor:
     """The metric for every row of ``masks``, in passes small enough for memory."""
     per_row = corrupted.numel() * 4 * 3
     chunk = max(1, _MEMORY // per_row)
     out = []
     for start in range(0, masks.shape[1], chunk):
-        out.append(ablation_pass(model, graph, ids, corrupted, masks[:, start: start + chunk], metric))
+        out.append(ablation_pass(model, graph, ids, corrupted, masks[:, start : start + chunk], metric))
         report(progress, min(start + chunk, masks.shape[1]), masks.shape[1])
     return torch.cat(out)
 
 
-def _neurons(model: Model, graph: Graph, acts, grads: list[Tensor], tid: int, fid: int | None,
-             mlps: list[int], top_k: int, mean_ablation: bool) -> tuple[CircuitNeuron, ...]:
+@torch.no_grad()
+def _neurons(
+    model: Model,
+    graph: Graph,
+    acts,
+    grads: list[Tensor],
+    tid: int,
+    fid: int | None,
+    mlps: list[int],
+    top_k: int,
+    mean_ablation: bool,
+) -> tuple[CircuitNeuron, ...]:
     """Top neurons of the circuit's MLPs: (clean - corrupted activation) . gradient, with direct effects."""
     ad = model.adapter
     last = acts.outputs["final"].shape[1] - 1
@@ -127,9 +144,17 @@ def _neurons(model: Model, graph: Graph, acts, grads: list[Tensor], tid: int, fi
         for n in score.abs().topk(min(top_k, score.numel())).indices.tolist():
             logits = ad.unembed.weight.float() @ frozen_final(w[n])
             tops = model.token_texts(logits.topk(5).indices.tolist())
-            out.append(CircuitNeuron(f"L{layer}.mlp", layer, n, float(score[n]),
-                                     float(decomposition.neuron_values[layer][n]), float(a[0, last, n]),
-                                     tuple(tops)))
+            out.append(
+                CircuitNeuron(
+                    f"L{layer}.mlp",
+                    layer,
+                    n,
+                    float(score[n]),
+                    float(decomposition.neuron_values[layer][n]),
+                    float(a[0, last, n]),
+                    tuple(tops),
+                )
+            )
     return tuple(out)
 
 
@@ -199,7 +224,8 @@ def circuit(
         fid = default_token(model, logits[1])[1]
         fid = None if fid == tid else fid
     metric = Metric.for_tokens(tid, fid)
-    writers = writer_outputs(model, acts)  # (writer, batch, pos, d_model)
+    with torch.no_grad():
+        writers = writer_outputs(model, acts)  # (writer, batch, pos, d_model)
     base_writers = writers[:, 1] if corrupted_ids is not None else _position_mean(writers[:, :1])[:, 0]
     delta = writers[:, 0] - base_writers  # (writer, pos, d_model)
 
@@ -207,7 +233,8 @@ def circuit(
     clean_e, base_e = ad.embed(ids).detach(), _baseline(model, ids, corrupted_ids)
     alphas = torch.arange(1, n + 1, dtype=clean_e.dtype)[:, None, None] / n
     grads = gradient_pass(model, graph, base_e + alphas * (clean_e - base_e), metric, slice(None))
-    scores = torch.einsum("wpm,epm->ewp", delta, grads.ends) * graph.valid[:, :, None]  # (end, writer, pos)
+    scores = torch.einsum("wpm,epm->ewp", delta, grads.ends).detach()  # (end, writer, pos)
+    scores = scores * graph.valid[:, :, None]
     if not per_position:
         scores = scores.sum(-1, keepdim=True)
     idx, values = _edges(graph, scores)
@@ -227,52 +254,95 @@ def circuit(
     keep.append(torch.arange(0))  # everything ablated: the corrupted (or mean) run
     n_pos = ids.shape[1]
     masks = _masks(graph, idx, keep, n_pos if per_position else 1)
-    m = _ablate(model, graph, ids, base_writers.to(torch.float32), masks, metric, progress)
+    m = _ablate(model, graph, ids, base_writers, masks, metric, progress)
     m_clean, m_corr = float(metric.from_logits(logits[:1])[0]), float(m[-1])
     if not abs(m_clean - m_corr) > 1e-6 * max(1.0, abs(m_clean)):
-        raise InputError(f"the clean and ablated runs give the same metric ({m_clean:.4g}); the corrupted "
-                         "input must change the answer for a circuit to carry it: choose another "
-                         "corrupted prompt, target or foil")
+        raise InputError(
+            f"the clean and ablated runs give the same metric ({m_clean:.4g}); the corrupted "
+            "input must change the answer for a circuit to carry it: choose another "
+            "corrupted prompt, target or foil"
+        )
     faith = (m - m_corr) / (m_clean - m_corr)
     k = len(curve_sizes)
     curve = faith[:k]
-    rand = faith[k: k + k * random_samples].view(k, random_samples) if random_samples else None
+    rand = faith[k : k + k * random_samples].view(k, random_samples) if random_samples else None
     if edges is None:
         chosen_by = "faithfulness"
-        edges = next((s for s, f in zip(curve_sizes, curve.tolist(), strict=True) if f >= 0.8), curve_sizes[-1])
+        edges = next(
+            (s for s, f in zip(curve_sizes, curve.tolist(), strict=True) if f >= 0.8), curve_sizes[-1]
+        )
         faithfulness = float(curve[curve_sizes.index(edges)])
     else:
         chosen_by = "share" if share is not None else "edges"
         faithfulness = float(curve[curve_sizes.index(edges)] if edges in curve_sizes else faith[-2])
 
     in_circuit = idx[:edges]
-    mlp_layers = sorted({graph.nodes[graph.ends[int(e)].node].layer for e in in_circuit[:, 0]
-                         if graph.ends[int(e)].port == "in" and graph.ends[int(e)].layer < ad.n_layers}
-                        | {graph.nodes[graph.writers[int(w)]].layer for w in in_circuit[:, 1]
-                           if graph.nodes[graph.writers[int(w)]].kind == "mlp"})
-    top = _neurons(model, graph, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None)
+    mlp_layers = sorted(
+        {
+            graph.nodes[graph.ends[int(e)].node].layer
+            for e in in_circuit[:, 0]
+            if graph.ends[int(e)].port == "in" and graph.ends[int(e)].layer < ad.n_layers
+        }
+        | {
+            graph.nodes[graph.writers[int(w)]].layer
+            for w in in_circuit[:, 1]
+            if graph.nodes[graph.writers[int(w)]].kind == "mlp"
+        }
+    )
+    top = _neurons(
+        model, graph, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None
+    )
     nodes, source, target_idx = _graph_nodes(graph, idx, per_position, n_pos)
     tokens = tuple(model.token_texts(ids[0]))
     return CircuitResult(
-        prompt=prompt, tokens=tokens, corrupted_prompt=corrupted,
-        method=method, steps=n, ablation="corrupted" if corrupted is not None else "mean",
-        per_position=per_position, metric=metric.kind, target_id=tid, target_token=model.token_texts([tid])[0],
-        foil_id=fid, foil_token=model.token_texts([fid])[0] if fid is not None else None,
-        clean=m_clean, corrupted=m_corr, nodes=nodes, edge_source=source, edge_target=target_idx,
-        edge_port=tuple(graph.ends[int(e)].port for e in idx[:, 0]), scores=values.float(),
-        circuit_edges=edges, chosen_by=chosen_by, faithfulness=faithfulness,
-        curve_sizes=tuple(curve_sizes), curve=curve.float(),
+        prompt=prompt,
+        tokens=tokens,
+        corrupted_prompt=corrupted,
+        method=method,
+        steps=n,
+        ablation="corrupted" if corrupted is not None else "mean",
+        per_position=per_position,
+        metric=metric.kind,
+        target_id=tid,
+        target_token=model.token_texts([tid])[0],
+        foil_id=fid,
+        foil_token=model.token_texts([fid])[0] if fid is not None else None,
+        clean=m_clean,
+        corrupted=m_corr,
+        nodes=nodes,
+        edge_source=source,
+        edge_target=target_idx,
+        edge_port=tuple(graph.ends[int(e)].port for e in idx[:, 0]),
+        scores=values.float(),
+        circuit_edges=edges,
+        chosen_by=chosen_by,
+        faithfulness=faithfulness,
+        curve_sizes=tuple(curve_sizes),
+        curve=curve.float(),
         random_curve=rand.mean(1).float() if rand is not None else None,
         random_std=rand.std(1, correction=0).float() if rand is not None else None,
         neurons=top,
-        meta=meta(model, "circuit", target=target, foil=foil, corrupted=corrupted, circuit_method=method,
-                  steps=n, per_position=per_position, edges=edges, share=share, sizes=list(curve_sizes),
-                  random_samples=random_samples, seed=seed),
+        meta=meta(
+            model,
+            "circuit",
+            target=target,
+            foil=foil,
+            corrupted=corrupted,
+            circuit_method=method,
+            steps=n,
+            per_position=per_position,
+            edges=edges,
+            share=share,
+            sizes=list(curve_sizes),
+            random_samples=random_samples,
+            seed=seed,
+        ),
     )
 
 
-def _graph_nodes(graph: Graph, idx: Tensor, per_position: bool, n_pos: int
-                 ) -> tuple[tuple[Node, ...], Tensor, Tensor]:
+def _graph_nodes(
+    graph: Graph, idx: Tensor, per_position: bool, n_pos: int
+) -> tuple[tuple[Node, ...], Tensor, Tensor]:
     """Result nodes (per position when asked) and each edge's source/target index into them."""
     ends_node = torch.tensor([e.node for e in graph.ends])
     writers_node = torch.tensor(graph.writers)

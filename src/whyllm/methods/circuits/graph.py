@@ -117,7 +117,11 @@ def build_graph(model: Model) -> Graph:
         for w, i in enumerate(writers):
             src = nodes_t[i]
             before = src.kind == "embed" or src.layer < end.layer
-            same_block = (src.layer == end.layer and src.kind == "head" and end.port == "in"
-                          and not ad.parallel_residual)
+            same_block = (
+                src.layer == end.layer
+                and src.kind == "head"
+                and end.port == "in"
+                and not ad.parallel_residual
+            )
             valid[e, w] = before or same_block
     return Graph(nodes_t, writers, tuple(ends), valid)

@@ -28,16 +28,22 @@ from whyllm.methods.engine.sweep import Metric
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture, intervene
 
-__all__ = ["Gradients", "ablation_pass", "gradient_pass", "writer_outputs"]
+__all__ = ["Gradients", "ablation_pass", "gradient_pass", "work_dtype", "writer_outputs"]
+
+
+def work_dtype(model: Model) -> torch.dtype:
+    """The dtype the passes compute in: float64 for a float64 model, else float32."""
+    return torch.float64 if model.adapter.unembed.weight.dtype == torch.float64 else torch.float32
 
 
 def _heads_out(model: Model, layer: int, z: Tensor, post_in: Tensor | None) -> Tensor:
-    """What each head of ``layer`` writes: ``(head, batch, pos, d_model)`` from ``z`` ``(batch, pos, h*d)``."""
+    """What each head of ``layer`` writes: ``(head, batch, pos, d_model)`` from ``z``."""
     ad = model.adapter
-    w_o = ad.head_out_weight(layer).float()  # (head, d_head, d_model)
-    heads = torch.einsum("bphd,hdm->hbpm", z.float().view(*z.shape[:2], ad.n_heads, -1), w_o)
+    dt = work_dtype(model)
+    w_o = ad.head_out_weight(layer).to(dt)  # (head, d_head, d_model)
+    heads = torch.einsum("bphd,hdm->hbpm", z.to(dt).view(*z.shape[:2], ad.n_heads, -1), w_o)
     if post_in is not None:
-        heads = ad.frozen_norm(ad.part(layer, "attn_out"), post_in)(heads)
+        heads = ad.frozen_norm(ad.part(layer, "attn_out"), post_in)(heads).to(dt)
     return heads
 
 
@@ -45,7 +51,13 @@ def _sites(model: Model) -> dict[str, dict[str, nn.Module]]:
     """Modules whose inputs/outputs the passes read."""
     ad = model.adapter
     post = ad.spec.attn_post_norm is not None
-    sites: dict[str, dict[str, nn.Module]] = {"block_in": {}, "z": {}, "post_in": {}, "mlp_out": {}, "ln2_in": {}}
+    sites: dict[str, dict[str, nn.Module]] = {
+        "block_in": {},
+        "z": {},
+        "post_in": {},
+        "mlp_out": {},
+        "ln2_in": {},
+    }
     for layer, block in enumerate(ad.blocks):
         sites["block_in"][str(layer)] = block
         sites["z"][str(layer)] = ad.part(layer, "attn_o")
@@ -57,17 +69,19 @@ def _sites(model: Model) -> dict[str, dict[str, nn.Module]]:
     return sites
 
 
+@torch.no_grad()
 def writer_outputs(model: Model, acts: DirectActivations) -> Tensor:
     """What every writer wrote, in :attr:`Graph.writers` order: ``(writer, batch, pos, d_model)``.
 
     ``acts`` is recorded by :func:`~whyllm.methods.engine.direct.capture_direct`.
     """
     out, ins = acts.outputs, acts.inputs
-    embed = out["embed"].float() + (out["pos_embed"].float() if "pos_embed" in out else 0.0)
+    dt = work_dtype(model)
+    embed = out["embed"].to(dt) + (out["pos_embed"].to(dt) if "pos_embed" in out else 0.0)
     parts = [embed[None]]
     for layer in range(model.adapter.n_layers):
         parts.append(_heads_out(model, layer, ins[f"z{layer}"], ins.get(f"attn_post{layer}")))
-        parts.append(out[f"mlp{layer}"].float()[None])
+        parts.append(out[f"mlp{layer}"].to(dt)[None])
     return torch.cat(parts)
 
 
@@ -92,7 +106,7 @@ def _vjp(norm: nn.Module, x: Tensor, cotangents: Tensor) -> Tensor:
     with torch.enable_grad():
         xs = x.detach().expand(n, *x.shape).reshape(-1, *x.shape[1:]).requires_grad_(True)
         (g,) = torch.autograd.grad(norm(xs), xs, cotangents.reshape(xs.shape).to(xs.dtype))
-    return g.view(cotangents.shape).float()
+    return g.view(cotangents.shape).to(cotangents.dtype)
 
 
 def gradient_pass(model: Model, graph: Graph, embeds: Tensor, metric: Metric, rows: slice) -> Gradients:
@@ -106,6 +120,7 @@ def gradient_pass(model: Model, graph: Graph, embeds: Tensor, metric: Metric, ro
         rows: the rows whose metric is differentiated; gradients are averaged over them.
     """
     ad = model.adapter
+    dt = work_dtype(model)
     sites = _sites(model)
     projections = [ad.qkv_projections(layer) for layer in range(ad.n_layers)]
     proj_mods = {f"{layer}.{i}": m for layer, ps in enumerate(projections) for i, (m, _, _) in enumerate(ps)}
@@ -121,24 +136,31 @@ def gradient_pass(model: Model, graph: Graph, embeds: Tensor, metric: Metric, ro
         embeds = embeds.detach().requires_grad_(True)  # the model needs one input that requires grad
         logits = model.hf(inputs_embeds=embeds, use_cache=False, logits_to_keep=1).logits[:, -1]
         values = metric.from_logits(logits)
-        wrt = [*(proj_out[k] for k in proj_mods), *(mlp_in[k] for k in mlps), *(neurons[k] for k in downs),
-               final_in["f"]]
+        wrt = [
+            *(proj_out[k] for k in proj_mods),
+            *(mlp_in[k] for k in mlps),
+            *(neurons[k] for k in downs),
+            final_in["f"],
+        ]
         grads = torch.autograd.grad(values[rows].sum(), wrt, allow_unused=True)
     grads = [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads, strict=True)]
     n_rows = len(range(*rows.indices(embeds.shape[0])))
     g_proj = dict(zip(proj_mods, grads[: len(proj_mods)], strict=True))
-    g_mlp = grads[len(proj_mods): len(proj_mods) + ad.n_layers]
-    g_neurons = grads[len(proj_mods) + ad.n_layers: -1]
+    g_mlp = grads[len(proj_mods) : len(proj_mods) + ad.n_layers]
+    g_neurons = grads[len(proj_mods) + ad.n_layers : -1]
     g_final = grads[-1]
 
     def mean(t: Tensor) -> Tensor:
-        return t[rows].float().sum(0) / n_rows  # (pos, ...)
+        return t[rows].to(dt).sum(0) / n_rows  # (pos, ...)
 
     ends: list[Tensor] = []
     for layer, ps in enumerate(projections):
         x = got["block_in"][str(layer)]
-        cot = [g_proj[f"{layer}.{i}"][..., cols].float() @ w[:, cols].T.float()
-               for i, (_, w, ends_) in enumerate(ps) for _, _, cols in ends_]  # each (batch, pos, d_model)
+        cot = [
+            g_proj[f"{layer}.{i}"][..., cols].to(dt) @ w[:, cols].T.to(dt)
+            for i, (_, w, ends_) in enumerate(ps)
+            for _, _, cols in ends_
+        ]  # each (batch, pos, d_model)
         g = _vjp(ad.part(layer, "ln1"), x[rows], torch.stack([c[rows] for c in cot]))
         ends += list(g.sum(1) / n_rows)
         x_mid = x if ad.parallel_residual else got["ln2_in"][str(layer)]
@@ -147,12 +169,13 @@ def gradient_pass(model: Model, graph: Graph, embeds: Tensor, metric: Metric, ro
     return Gradients(
         ends=torch.stack(ends).detach(),
         neuron_grads=[mean(g).detach() for g in g_neurons],
-        metric=values.detach().float(),
+        metric=values.detach().to(dt),
     )
 
 
-def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ablate: Tensor,
-                  metric: Metric) -> Tensor:
+def ablation_pass(
+    model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ablate: Tensor, metric: Metric
+) -> Tensor:
     """The metric of the clean prompt with edges ablated, one row per mask.
 
     Args:
@@ -169,7 +192,8 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
     ad = model.adapter
     rows = ablate.shape[1]
     sites = _sites(model)
-    out = torch.zeros(len(graph.writers), rows, ids.shape[1], ad.d_model)  # filled in forward order
+    dt = work_dtype(model)
+    out = torch.zeros(len(graph.writers), rows, ids.shape[1], ad.d_model, dtype=dt)  # filled in forward order
     done = [0]  # writers filled so far
     end_of = {(e.layer, e.port, e.head): i for i, e in enumerate(graph.ends)}
     pos = ids.shape[1]
@@ -178,14 +202,14 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
         """``(len(ends), rows, pos, d_model)``: what ablation takes out of each end's input."""
         n = done[0]
         delta = out[:n] - corrupted[:n, None]  # (writer, rows, pos, d_model)
-        mask = ablate[ends][:, :, :n].float()
+        mask = ablate[ends][:, :, :n].to(dt)
         return torch.einsum("erwp,wrpm->erpm", mask.expand(*mask.shape[:3], pos), delta)
 
     def fill(layer: int, got: dict[str, dict[str, Tensor]]) -> None:
         """Store this run's heads of ``layer`` (once its attention ran)."""
         start = done[0]
         heads = _heads_out(model, layer, got["z"][str(layer)], got["post_in"].get(str(layer)))
-        out[start: start + ad.n_heads] = heads
+        out[start : start + ad.n_heads] = heads
         done[0] = start + ad.n_heads
 
     def project(layer: int, w: Tensor, bias: Tensor | None, ends_: list[tuple[str, int, slice]], got):
@@ -195,9 +219,11 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
             xs = ad.part(layer, "ln1")(x[None] - removed(idx).to(x.dtype))  # (ends, rows, pos, d_model)
             y = y.clone()
             for i, (_, _, cols) in enumerate(ends_):
-                y[..., cols] = (xs[i].float() @ w[:, cols] + (bias[cols].float() if bias is not None else 0)
-                                ).to(y.dtype)
+                y[..., cols] = (
+                    xs[i].to(dt) @ w[:, cols] + (bias[cols].to(dt) if bias is not None else 0)
+                ).to(y.dtype)
             return y
+
         return fn
 
     def mlp_input(layer: int, got):
@@ -205,10 +231,11 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
             fill(layer, got)
             x = got["block_in"][str(layer)] if ad.parallel_residual else got["ln2_in"][str(layer)]
             return ad.part(layer, "ln2")(x - removed([end_of[(layer, "in", None)]])[0].to(x.dtype))
+
         return fn
 
     def record_mlp(h: Tensor) -> Tensor:
-        out[done[0]] = h.float()
+        out[done[0]] = h.to(dt)
         done[0] += 1
         return h
 
@@ -216,7 +243,7 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
         return x - removed([len(graph.ends) - 1])[0].to(x.dtype)
 
     def embed(x: Tensor) -> Tensor:
-        out[0] = x.float()
+        out[0] = x.to(dt)
         done[0] = 1
         return x
 
@@ -227,7 +254,7 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
         outs: dict[nn.Module, object] = {}
         for layer in range(ad.n_layers):
             for m, w, ends_ in ad.qkv_projections(layer):
-                outs[m] = project(layer, w.float(), getattr(m, "bias", None), ends_, got)
+                outs[m] = project(layer, w.to(dt), getattr(m, "bias", None), ends_, got)
             outs[ad.part(layer, "mlp_out")] = record_mlp
             fns[ad.part(layer, "mlp")] = mlp_input(layer, got)
         fns[ad.ln_final] = final
@@ -236,4 +263,4 @@ def ablation_pass(model: Model, graph: Graph, ids: Tensor, corrupted: Tensor, ab
         stack.enter_context(intervene(outs))
         batch = ids.expand(rows, -1)
         logits = model.hf(input_ids=batch, use_cache=False, logits_to_keep=1).logits[:, -1]
-    return metric.from_logits(logits).float()
+    return metric.from_logits(logits).to(dt)

@@ -97,7 +97,7 @@ def resolve_positions(positions: Sequence[int] | None, n: int) -> tuple[int, ...
 
 
 def same_length(model: Model, clean: Tensor, corrupted: Tensor) -> None:
-    """Refuse a corrupted prompt whose token length differs from the clean one's, naming the first difference."""
+    """Refuse a corrupted prompt whose token length differs from the clean one's, naming where."""
     a, b = clean[0].tolist(), corrupted[0].tolist()
     if len(a) == len(b):
         return

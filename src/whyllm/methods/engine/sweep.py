@@ -111,7 +111,7 @@ class Metric:
 
     def from_logits(self, logits: Tensor) -> Tensor:
         """Score the model's own logits ``(batch, vocab)`` -> ``(batch,)``."""
-        logits = logits.float()
+        logits = logits if logits.dtype == torch.float64 else logits.float()  # float64 models stay exact
         if self.kind == "prob":
             return self._prob(logits)
         if self.kind == "logit_diff":
