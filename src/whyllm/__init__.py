@@ -29,6 +29,7 @@ from whyllm.methods.lens import logit_lens
 from whyllm.methods.params import params
 from whyllm.methods.patching import attribution_patch, compare_patching, patch
 from whyllm.methods.predict import predict
+from whyllm.methods.qk import qk
 from whyllm.methods.tracing import causal_trace
 from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_model
 from whyllm.model.adapters import AdaptedModel, load_adapter
@@ -40,6 +41,7 @@ from whyllm.results.generate import GenerationResult, SamplesResult, Step
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
 from whyllm.results.params import InfluenceResult, ParamsResult
 from whyllm.results.predict import Candidate, PredictResult, TargetScore
+from whyllm.results.qk import QKResult
 from whyllm.results.training import EmergeResult, TrainResult
 from whyllm.training.emerge import emerge
 from whyllm.training.influence import influence
@@ -70,6 +72,7 @@ __all__ = [
     "PatchResult",
     "PredictResult",
     "PromptTooLongError",
+    "QKResult",
     "SamplesResult",
     "Step",
     "TargetScore",
@@ -101,6 +104,7 @@ __all__ = [
     "params",
     "patch",
     "predict",
+    "qk",
     "reply_text",
     "sample",
     "sampling_distribution",

@@ -1,9 +1,9 @@
 """Commands made from the registry: ``whyllm NAME`` for every analysis no hand-written command serves.
 
 The command's arguments are the function's parameters: positional ones become arguments, keyword-only
-ones options (a ``list[int]`` option ``layers`` is given as ``--layer N``, repeated), each with the
-help text of its docstring's ``Args:`` entry. Long analyses get the progress bar; every command gets
-the shared loading and output options.
+ones options, required when they have no default (a ``list[int]`` option ``layers`` is given as
+``--layer N``, repeated), each with the help text of its docstring's ``Args:`` entry. Long analyses
+get the progress bar; every command gets the shared loading and output options.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _parameter(p: inspect.Parameter, help_text: str) -> inspect.Parameter | None
             raise TypeError(f"parameter {p.name!r} has a type the CLI cannot parse: {p.annotation!r}")
         return None  # an option the command line leaves at its default
     cli_type, repeated = kind
-    if p.default is inspect.Parameter.empty:
+    if p.default is inspect.Parameter.empty and p.kind is not p.KEYWORD_ONLY:
         info = typer.Argument(help=help_text, show_default=False)
         return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                  annotation=Annotated[cli_type, info])
@@ -66,8 +66,8 @@ def _parameter(p: inspect.Parameter, help_text: str) -> inspect.Parameter | None
     flag = "--" + name.replace("_", "-")
     decls = (f"{flag}/--no-{name.replace('_', '-')}",) if cli_type is bool else (flag,)
     info = typer.Option(*decls, help=help_text + (" (repeat for several)" if repeated else ""))
-    default = list(p.default) if repeated and p.default is not None else p.default
-    return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+    default = list(p.default) if repeated and p.default not in (None, p.empty) else p.default
+    return inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=default,  # empty: required
                              annotation=Annotated[cli_type, info])
 
 

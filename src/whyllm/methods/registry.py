@@ -25,6 +25,7 @@ from whyllm.methods.lens import logit_lens
 from whyllm.methods.params import params
 from whyllm.methods.patching import patch
 from whyllm.methods.predict import predict
+from whyllm.methods.qk import qk
 from whyllm.methods.tracing import causal_trace
 
 __all__ = ["ANALYSES", "Analysis", "analyses", "get_analysis", "markdown_table"]
@@ -90,6 +91,9 @@ ANALYSES: Registry[Analysis] = Registry("analysis", [
              {"prompt": "When Mary and John went out, John gave it to",
               "corrupted": "When Mary and John went out, Mary gave it to", "steps": 2, "sizes": [1, 4],
               "random_samples": 1}, unit="rows"),
+    Analysis("qk", qk, "QK attribution: why a head attends where it does, its score split into pairs of "
+             "upstream parts at the query and the key.",
+             {"prompt": _PROMPT, "layer": -1, "head": 0, "query": -1, "key": 1}),
 ])
 
 

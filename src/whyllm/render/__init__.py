@@ -9,11 +9,12 @@ from whyllm.render import (
     internals,
     params,
     plot,
+    qk,
     terminal,
     training,
 )
 
 __all__ = [
-    "attribution", "circuits", "dispatch", "feedback", "html", "internals", "params", "plot", "terminal",
-    "training",
+    "attribution", "circuits", "dispatch", "feedback", "html", "internals", "params", "plot", "qk",
+    "terminal", "training",
 ]

@@ -2,8 +2,9 @@
 
 Each is a :func:`functools.singledispatch` function on the result type; the domain modules
 (:mod:`~whyllm.render.terminal` and :mod:`~whyllm.render.html` for predictions and generations,
-:mod:`~whyllm.render.attribution`, :mod:`~whyllm.render.internals`, :mod:`~whyllm.render.plot`) register
-their views on import, and :mod:`whyllm.render` imports them all. Views return values; nothing prints.
+:mod:`~whyllm.render.attribution`, :mod:`~whyllm.render.internals`, :mod:`~whyllm.render.qk`,
+:mod:`~whyllm.render.plot`) register their views on import, and :mod:`whyllm.render` imports them all.
+Views return values; nothing prints.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ CASES = [
     ("patch", {"clean": PROMPT, "corrupted": CORRUPTED, "component": "head", "method": "attribution"},
      "patch"),
     ("patch", {"clean": PROMPT, "trace_subject": " Mary", "samples": 3, "target": " John"}, "trace"),
+    ("qk", {"prompt": PROMPT, "layer": 1, "head": 0, "query": -1, "key": 2}, "qk"),
 ]
 # request field -> argument name, where they differ
 RENAMED_ARGS = {"sample": {"samples": "n"}, "trace": {"clean": "prompt", "trace_subject": "subject"}}
@@ -122,8 +123,10 @@ def test_requests_take_the_commands_parameters(name):
 
     commands = {c.name or c.callback.__name__: c.callback for c in app.registered_commands}
     command = commands[name]
-    options = {RENAMED.get(p, p) for p in inspect.signature(command).parameters} - CLI_ONLY
-    missing = options - set(ENDPOINTS[name][0].model_fields)
+    fields = set(ENDPOINTS[name][0].model_fields)
+    cli = inspect.signature(command).parameters
+    options = {p if p in fields else RENAMED.get(p, p) for p in cli} - CLI_ONLY
+    missing = options - fields
     assert not missing, f"POST /api/{name} lacks the command's {missing}"
 
 
@@ -215,3 +218,13 @@ def test_non_finite_numbers_become_null():
 
     doc = json.loads(encode(Fake(), "json"))
     assert doc == {"schema_version": 1, "kind": "fake", "a": None, "b": [None, 1.0]}
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"layer": 0, "head": 0, "query": 2, "key": 3}, "comes after query position"),
+    ({"layer": 9, "head": 0}, "layer 9 is out of range"),
+    ({"head": 0}, "layer"),
+])
+def test_qk_bad_input_is_4xx(client, body, message):
+    r = client.post("/api/qk", json={"prompt": PROMPT, **body})
+    assert 400 <= r.status_code < 500 and message in r.text

@@ -24,7 +24,7 @@ from whyllm.model.base import Model
 from whyllm.model.hooks import capture
 from whyllm.results.internals import Part
 
-__all__ = ["Decomposition", "DirectActivations", "capture_direct", "decompose"]
+__all__ = ["Decomposition", "DirectActivations", "capture_direct", "decompose", "residual_parts"]
 
 
 def _sites(model: Model) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
@@ -88,7 +88,11 @@ def _direction(model: Model, final: Tensor, target: int, foil: int | None) -> tu
     return u, float(bias.float() @ w) if isinstance(bias, Tensor) else 0.0
 
 
-def _attn_parts(model: Model, layer: int, acts: dict[str, Tensor], u: Tensor) -> list[Part]:
+def _attn_vectors(model: Model, layer: int, acts: dict[str, Tensor]) -> Tensor:
+    """What each head of ``layer`` (then its output bias, if any) adds to the residual.
+
+    Returns ``(head [+1], d_model)``; Gemma's post-attention norm is frozen at its real scale.
+    """
     ad = model.adapter
     z = acts[f"z{layer}"].float()  # (n_heads * d_head,)
     w_o = ad.head_out_weight(layer).float()  # (head, d_head, d_model)
@@ -97,7 +101,13 @@ def _attn_parts(model: Model, layer: int, acts: dict[str, Tensor], u: Tensor) ->
     vecs = torch.cat([heads, bias.float()[None]]) if bias is not None else heads  # (head [+1], d_model)
     if ad.spec.attn_post_norm:
         vecs = ad.frozen_norm(ad.part(layer, "attn_out"), acts[f"attn_post{layer}"])(vecs)
-    values = (vecs.float() @ u).tolist()
+    return vecs.float()
+
+
+def _attn_parts(model: Model, layer: int, acts: dict[str, Tensor], u: Tensor) -> list[Part]:
+    ad = model.adapter
+    bias = ad.out_bias(layer, "attn_o")
+    values = (_attn_vectors(model, layer, acts) @ u).tolist()
     parts = [Part(f"L{layer}.H{h}", "head", values[h], layer, h) for h in range(ad.n_heads)]
     if bias is not None:
         parts.append(Part(f"L{layer}.attn_bias", "attn_bias", values[-1], layer))
@@ -146,3 +156,32 @@ def decompose(model: Model, acts: dict[str, Tensor], target: int, foil: int | No
     logits = ad.logits_for(acts["final"][None], ids, softcap=False)[0].float()  # real pre-cap logits
     total = float(logits[0] - (logits[1] if foil is not None else 0.0))
     return Decomposition(parts, total, values, activations)
+
+
+@torch.no_grad()
+def residual_parts(model: Model, acts: dict[str, Tensor], layer: int) -> tuple[list[str], Tensor, Tensor]:
+    """The residual stream entering block ``layer`` at one position, split into what wrote it.
+
+    Args:
+        model: the model.
+        acts: :func:`capture_direct` activations at the position (``DirectActivations.at``).
+        layer: the block whose input is split (0: the embeddings alone).
+
+    Returns:
+        ``(names, vectors, constant)``: names ``embed``, ``pos_embed``, ``L{l}.H{h}``, ``L{l}.mlp`` for the
+        blocks before ``layer``; their vectors ``(part, d_model)``; and the sum of the constant terms
+        (attention output biases) ``(d_model,)``. ``vectors.sum(0) + constant`` is the block's input.
+    """
+    ad = model.adapter
+    names, vecs = ["embed"], [acts["embed"].float()]
+    if "pos_embed" in acts:
+        names.append("pos_embed")
+        vecs.append(acts["pos_embed"].float())
+    constant = torch.zeros_like(vecs[0])
+    for lay in range(layer):
+        heads = _attn_vectors(model, lay, acts)  # (head [+1], d_model)
+        if heads.shape[0] > ad.n_heads:
+            constant = constant + heads[-1]
+        names += [f"L{lay}.H{h}" for h in range(ad.n_heads)] + [f"L{lay}.mlp"]
+        vecs += [*heads[: ad.n_heads], acts[f"mlp{lay}"].float()]
+    return names, torch.stack(vecs), constant

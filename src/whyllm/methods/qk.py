@@ -1,0 +1,308 @@
+"""QK attribution: why a head attends where it does.
+
+The pre-softmax score of head ``h`` from query position ``q`` to key position ``k`` is
+``s = scaling * q_vec . k_vec``. The residual stream at each position is a sum of parts (embeddings,
+every earlier head and MLP, constant biases: :func:`~whyllm.methods.engine.direct.residual_parts`), and
+``q_vec = rope(q_norm(W_q ln1(x) + b_q))`` is linear in ``x`` once the norms' scales are frozen at their
+real values (RoPE is a rotation, linear already). So ``q_vec`` and ``k_vec`` split into one term per
+part and ``s`` into one term per (query part, key part) pair; the pairs sum to the real score up to
+float error. The real score is recomputed from the projections the model really computed and checked
+against the model's own attention weights (softmax over the keys).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from whyllm.errors import InputError, UnsupportedModelError
+from whyllm.methods.engine.args import check_index
+from whyllm.methods.engine.direct import capture_direct, residual_parts
+from whyllm.model.base import Model
+from whyllm.model.hooks import capture, raw_hooks
+from whyllm.model.patches import attention_weights, check_weights, eager_attention
+from whyllm.results.base import meta
+from whyllm.results.qk import QKResult
+
+__all__ = ["qk"]
+
+_WEIGHTS_TOLERANCE = 1e-2  # softmax of the recomputed scores vs the model's weights (bf16-safe)
+
+
+@dataclass
+class _Path:
+    """How one attention layer turns its input into per-head queries and keys.
+
+    ``q_heads(out)`` / ``k_heads(out)`` take the output of the query / key projection module (the same
+    module when fused) and return ``(..., n_heads, d_head)`` queries / ``(..., n_kv_heads, d_head)`` keys;
+    being column selections they apply to weights (rows of ``(in, out)``) and biases alike.
+    """
+
+    attn: nn.Module
+    q_mod: nn.Module
+    k_mod: nn.Module
+    q_heads: Callable[[Tensor], Tensor]
+    k_heads: Callable[[Tensor], Tensor]
+    q_norm: nn.Module | None
+    k_norm: nn.Module | None
+    scaling: float
+    softcap: float | None
+    layout: str
+
+
+def _path(model: Model, layer: int) -> _Path:
+    """The query/key path of ``layer``'s attention, or :class:`UnsupportedModelError`."""
+    ad = model.adapter
+    attn = ad.part(layer, "attn")
+    nh, nkv, d = ad.n_heads, ad.n_kv_heads, ad.d_head
+    qd, kd = nh * d, nkv * d
+
+    def q_heads(out: Tensor) -> Tensor:
+        return out[..., :qd].unflatten(-1, (nh, d))
+
+    def k_heads(out: Tensor) -> Tensor:
+        return out[..., :kd].unflatten(-1, (nkv, d))
+
+    if isinstance(getattr(attn, "q_proj", None), nn.Module) and isinstance(getattr(attn, "k_proj", None),
+                                                                           nn.Module):
+        q_mod, k_mod, layout = attn.q_proj, attn.k_proj, "separate q_proj / k_proj"
+    elif (fused := next((n for n in ("qkv_proj", "c_attn") if isinstance(getattr(attn, n, None), nn.Module)),
+                        None)) is not None:
+        q_mod = k_mod = getattr(attn, fused)
+        layout = f"fused {fused} with [q | k | v] columns"
+
+        def k_heads(out: Tensor) -> Tensor:
+            return out[..., qd: qd + kd].unflatten(-1, (nkv, d))
+    elif isinstance(getattr(attn, "query_key_value", None), nn.Module) and ad.config.model_type == "gpt_neox":
+        q_mod = k_mod = attn.query_key_value
+        layout = "fused query_key_value with [q | k | v] per head (GPT-NeoX)"
+
+        def q_heads(out: Tensor) -> Tensor:
+            return out.unflatten(-1, (nh, 3 * d))[..., :d]
+
+        def k_heads(out: Tensor) -> Tensor:
+            return out.unflatten(-1, (nh, 3 * d))[..., d: 2 * d]
+    else:
+        raise UnsupportedModelError(
+            f"{model.name}: QK attribution needs the query and key projections (q_proj/k_proj, qkv_proj or "
+            f"c_attn) of the attention module {type(attn).__name__}; this one has none of them"
+        )
+    norms = [getattr(attn, n, None) for n in ("q_norm", "k_norm")]
+    for norm in norms:
+        if norm is not None and getattr(norm, "weight", None) is not None and norm.weight.numel() != d:
+            raise UnsupportedModelError(
+                f"{model.name}: the attention's q/k norms act on {norm.weight.numel()} channels, not one "
+                f"head ({d}); QK attribution supports per-head q/k norms only"
+            )
+    cap = getattr(attn, "attn_logit_softcapping", None) or getattr(ad.config, "attn_logit_softcapping", None)
+    scaling = getattr(attn, "scaling", None)
+    scaling = float(d**-0.5 if scaling is None else scaling)
+    return _Path(attn, q_mod, k_mod, q_heads, k_heads, *norms, scaling, float(cap) if cap else None, layout)
+
+
+@contextmanager
+def _call_kwargs(attn: nn.Module) -> Iterator[dict[str, Any]]:
+    """Record the keyword arguments the model calls ``attn`` with (rotary cos/sin, attention mask)."""
+    store: dict[str, Any] = {}
+
+    def make(i: int) -> Callable:
+        def hook(mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            store.update(kwargs)
+
+        return hook
+
+    with raw_hooks([attn], make, pre=True):
+        yield store
+
+
+def _rope(attn: nn.Module, cos_sin: Any) -> Callable[[Tensor, int | slice], Tensor] | None:
+    """``rope(x (rows, pos, d_head), positions)``: the model's own rotary embedding; ``None`` without one."""
+    if cos_sin is None:
+        return None
+    apply = getattr(sys.modules[type(attn).__module__], "apply_rotary_pos_emb", None)
+    if apply is None:
+        raise UnsupportedModelError(
+            f"{type(attn).__name__} gets rotary position embeddings but its module has no "
+            "apply_rotary_pos_emb; QK attribution cannot apply them"
+        )
+    cos, sin = (t.float() for t in cos_sin)  # (batch, pos, rotary_dim)
+
+    def rope(x: Tensor, pos: int | slice) -> Tensor:
+        c, s = cos[:1, pos], sin[:1, pos]  # (1, [pos,] rotary_dim)
+        x4 = x[None] if x.dim() == 3 else x[None, :, None]  # (1, rows, pos, d_head)
+        c4, s4 = (c, s) if c.dim() == 3 else (c[:, None], s[:, None])  # (1, pos, rotary_dim)
+        out = apply(x4, x4, c4, s4)[0][0]
+        return out if x.dim() == 3 else out[:, 0]
+
+    return rope
+
+
+def _frozen_rows(model: Model, norm: nn.Module | None, real: Tensor, rows: Tensor) -> Tensor:
+    """``rows`` (parts of ``real``) through ``norm`` frozen at ``real``'s scale (unchanged without a norm)."""
+    return rows if norm is None else model.adapter.frozen_norm(norm, real)(rows)
+
+
+def _keep(mask: Any, q: int, n: int) -> Tensor:
+    """``(n,)`` which keys the query at ``q`` may attend to (causal; sliding windows from the real mask)."""
+    keep = torch.arange(n) <= q
+    if isinstance(mask, Tensor) and mask.dim() == 4:
+        row = mask[0, 0, q, :n].cpu()
+        keep &= row if row.dtype == torch.bool else row > torch.finfo(row.dtype).min / 2
+    return keep
+
+
+@dataclass
+class _Run:
+    """What one forward pass of :func:`qk` recorded."""
+
+    acts: Any
+    resid: Tensor  # (pos, d_model) the layer's attention-norm input
+    q_real: Tensor  # (pos, n_heads, d_head) projection outputs
+    k_real: Tensor  # (pos, n_kv_heads, d_head)
+    kwargs: dict[str, Any]
+    weights: Tensor  # (pos,) the head's attention weights from the query
+
+
+def _forward(model: Model, path: _Path, layer: int, head: int, q: int, ids: Tensor) -> _Run:
+    ln1 = model.adapter.part(layer, "ln1")
+    mods = {"q": path.q_mod, "k": path.k_mod}
+    with torch.no_grad(), eager_attention(model):
+        with capture_direct(model) as acts, capture({"x": ln1}, inputs=True) as x, capture(mods) as proj, \
+                _call_kwargs(path.attn) as kwargs, attention_weights(model, [layer]) as att:
+            model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
+        check_weights(model, att, [layer])
+    q_real, k_real = path.q_heads(proj["q"][0].float()), path.k_heads(proj["k"][0].float())
+    return _Run(acts, x["x"][0].float(), q_real, k_real, kwargs, att[layer][0, head, q].float().cpu())
+
+
+def _real_scores(path: _Path, run: _Run, head: int, kv: int, q: int, rope: Callable | None) -> Tensor:
+    """``(q + 1,)`` the real pre-softmax (pre-cap) scores of the query at ``q`` to keys ``0..q``."""
+    qv = run.q_real[q, head][None]  # (1, d_head)
+    kv_ = run.k_real[: q + 1, kv]  # (key, d_head)
+    if path.q_norm is not None:
+        qv = path.q_norm(qv).float()
+    if path.k_norm is not None:
+        kv_ = path.k_norm(kv_).float()
+    if rope is not None:
+        qv = rope(qv, q)
+        kv_ = rope(kv_[None], slice(0, q + 1))[0]
+    return path.scaling * (kv_ @ qv[0])
+
+
+def _side(model: Model, path: _Path, run: _Run, layer: int, pos: int, which: str, idx: int,
+          rope: Callable | None) -> tuple[list[str], Tensor]:
+    """Source names and ``(source, d_head)`` query or key terms at ``pos`` (the last source: constants)."""
+    ad = model.adapter
+    names, vecs, const = residual_parts(model, run.acts.at(pos), layer)  # (part, d_model), (d_model,)
+    ln1 = ad.part(layer, "ln1")
+    frozen = ad.frozen_norm(ln1, run.resid[pos])
+    rows = frozen(torch.cat([vecs, const[None]]))  # (part + 1, d_model)
+    beta = getattr(ln1, "bias", None)
+    if isinstance(beta, Tensor):
+        rows[-1] += beta.float()
+    mod = path.q_mod if which == "q" else path.k_mod
+    w = ad.weight_in_out(mod).float()  # (d_model, out)
+    bias = getattr(mod, "bias", None)
+    b = bias.float() if isinstance(bias, Tensor) else torch.zeros(w.shape[1], device=w.device)
+    heads = path.q_heads if which == "q" else path.k_heads
+    terms = heads(rows @ w)[:, idx]  # (part + 1, d_head)
+    terms[-1] += heads(b)[idx]
+    real = (run.q_real if which == "q" else run.k_real)[pos, idx]
+    terms = _frozen_rows(model, path.q_norm if which == "q" else path.k_norm, real, terms)
+    if rope is not None:
+        terms = rope(terms, pos)
+    return [*names, "bias"], terms
+
+
+def _linearisation(model: Model, path: _Path, layer: int, rope: bool) -> str:
+    ad = model.adapter
+    ln1 = ad.part(layer, "ln1")
+    kind = "LayerNorm (centring and scale)" if isinstance(ln1, nn.LayerNorm) else "RMSNorm scale"
+    text = (f"The attention input norm ({ad.spec.ln1}, {kind}) is frozen at its real value at each position")
+    if path.q_norm is not None or path.k_norm is not None:
+        text += "; the per-head q_norm and k_norm scales are frozen at their real values"
+    if ad.spec.attn_post_norm or ad.spec.mlp_post_norm:
+        text += "; the post-attention and post-MLP norms of earlier layers are frozen at their real scales"
+    text += "; RoPE is applied exactly (it is linear)" if rope else ""
+    text += (". With these scales fixed the score is bilinear in the residual parts, so the pairs sum to "
+             "the real score up to float error (error).")
+    if path.softcap:
+        text += (f" The model soft-caps attention scores (tanh(s / {path.softcap:g}) * {path.softcap:g}); "
+                 "score and parts are pre-cap.")
+    return text
+
+
+def _position(value: int, n: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not -n <= value < n:
+        raise InputError(f"{what} position {value!r} is out of range; the prompt has positions 0..{n - 1} "
+                         f"(or -{n}..-1)")
+    return value % n
+
+
+def qk(
+    model: Model, prompt: str, *, layer: int, head: int, query: int = -1, key: int | None = None,
+) -> QKResult:
+    """Why a head attends where it does: its attention score split into pairs of upstream parts.
+
+    Args:
+        model: from :func:`whyllm.load_model`.
+        prompt: the text.
+        layer: the head's layer (negative counts from the end).
+        head: the head (query head index; with grouped-query attention its key head is shared).
+        query: the query position (negative counts from the end; default the last token).
+        key: the key position, at most ``query``; default the key this head attends to most from there.
+
+    Returns:
+        A :class:`QKResult`: the pre-softmax score, its ``(query source, key source)`` parts (embeddings,
+        earlier heads and MLPs, constant biases) that sum to it within ``error``, and the attention weight.
+    """
+    ad = model.adapter
+    lay = check_index(layer, ad.n_layers, "layer", "layers")
+    hd = check_index(head, ad.n_heads, "head", "heads")
+    ids = model.encode(prompt)  # (1, pos)
+    n = ids.shape[1]
+    q = _position(query, n, "query")
+    k = None if key is None else _position(key, n, "key")
+    if k is not None and k > q:
+        raise InputError(f"key position {key!r} ({k}) comes after query position {query!r} ({q}); a causal "
+                         f"model's query only attends to keys 0..{q}")
+    path = _path(model, lay)
+    kv = hd // (ad.n_heads // ad.n_kv_heads)
+    run = _forward(model, path, lay, hd, q, ids)
+    keep = _keep(run.kwargs.get("attention_mask"), q, n)
+    if k is None:
+        k = int(run.weights.argmax())
+    if not keep[k]:
+        raise InputError(f"key position {k} is masked for query position {q} in layer {lay} (outside its "
+                         "sliding window); the head cannot attend to it, choose a nearer key")
+    with torch.no_grad():
+        rope = _rope(path.attn, run.kwargs.get("position_embeddings"))
+        real = _real_scores(path, run, hd, kv, q, rope).cpu()  # (q + 1,)
+        names, q_terms = _side(model, path, run, lay, q, "q", hd, rope)
+        _, k_terms = _side(model, path, run, lay, k, "k", kv, rope)
+        parts = (path.scaling * q_terms @ k_terms.T).cpu().double()  # (query source, key source)
+    capped = real if path.softcap is None else torch.tanh(real / path.softcap) * path.softcap
+    allowed = keep[: q + 1]
+    check = float((capped[allowed].softmax(-1) - run.weights[: q + 1][allowed]).abs().max())
+    if not check <= _WEIGHTS_TOLERANCE:
+        raise UnsupportedModelError(
+            f"{model.name}: the attention scores whyllm recomputes for layer {lay} ({path.layout}) do not "
+            f"reproduce the model's attention weights (max difference {check:.3g}); QK attribution does not "
+            "support this attention variant"
+        )
+    score = float(real[k])
+    tokens = model.token_texts(ids[0])
+    return QKResult(
+        prompt=prompt, input_ids=tuple(ids[0].tolist()), tokens=tuple(tokens), layer=lay, head=hd, kv_head=kv,
+        query=q, key=k, sources=tuple(names), parts=parts, score=score,
+        error=abs(float(parts.sum()) - score), probability=float(run.weights[k]),
+        weights_check=check, scaling=path.scaling, softcap=path.softcap,
+        linearisation=_linearisation(model, path, lay, rope is not None),
+        meta=meta(model, "qk", layer=layer, head=head, query=query, key=key),
+    )
