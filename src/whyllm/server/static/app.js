@@ -740,7 +740,7 @@ renderers.components = (doc) => {
     el("div", { class: "stats" }, stat("total (parts sum)", fmt(doc.total)), stat("model logit", fmt(doc.logit)), stat("error", Number(doc.error).toExponential(1))),
     el("div", { class: "layout" }, el("div", { class: "main" }, bars),
       el("div", { class: "side scrollx" }, el("h4", { text: "Heads and MLPs by layer" }),
-        el("p", { class: "dim", text: "Click a head to open its attention pattern." }), grid,
+        el("p", { class: "dim", text: "Click a head to open its attention pattern and why it attends there." }), grid,
         neurons.length ? [el("h4", { text: "Top neurons" }), el("table", { class: "data" },
           el("tr", {}, ["neuron", "activation", "contribution"].map((h) => el("th", { text: h }))),
           neurons.map((n) => el("tr", {}, el("td", { text: `L${n.layer}.N${n.index}` }), el("td", { class: "num", text: fmt(n.activation) }),
@@ -780,16 +780,17 @@ function drawAttention() {
     if (!single) actionable(fig, () => { $("attention-head").value = String(i); drawAttention(); }).setAttribute("aria-label", `open ${h.name}`);
     return fig;
   });
+  const heads = el("div", { class: "heads", id: "attention-heads" }, figs);
+  const m = single ? attnMatrix(shown[0][0].pattern, hideSink) : null;
   const parts = [el("h3", {}, "Attention patterns", el("span", { class: "dim",
     text: ` · ${tokens.length} positions${doc.offset ? ` (the last ${tokens.length}; earlier keys cut)` : ""}` })),
-  hover, el("div", { class: "heads", id: "attention-heads" }, figs),
-  legend("attn", "0", hideSink ? "row max" : "1", "row: query position · column: key position" + (single ? "" : " · click a head to enlarge it"))];
-  if (single) {
-    const [h] = shown[0];
-    const m = attnMatrix(h.pattern, hideSink);
-    parts.push(lineView(m, tokens), attnTable(m, tokens, h.name));
-  }
+  hover];
+  const key = legend("attn", "0", hideSink ? "row max" : "1", "row: query position · column: key position" + (single ? "" : " · click a head to enlarge it"));
+  if (single) parts.push(el("div", { class: "qk-layout" }, el("div", {}, heads, key), qkPanel(shown[0][0], m, tokens, doc.offset)));
+  else parts.push(heads, key);
+  if (single) parts.push(lineView(m, tokens), attnTable(m, tokens, shown[0][0].name));
   out.append(...parts);
+  if (single) qkOpen(shown[0][0]);   // beside the pattern: why the head attends where it does
 }
 function attnCanvas(m, tokens, px, hover, labelled, name) {
   const n = m.length;
@@ -863,6 +864,103 @@ function attnTable(m, tokens, name) {   // the text alternative: each query's th
         return el("tr", {}, el("th", { scope: "row", text: `${q}: ${visible(t)}` }),
           best.map(([w, k]) => el("td", { text: `${k}: ${visible(tokens[k])} ${fmt(w, 2)}` })));
       })));
+}
+
+// ---------- QK attribution: why a head attends where it does ----------
+// Opened below a single head's pattern: the query defaults to the last position and the key to the one the
+// head attends to most from there (as drawn: with the sink hidden, the first token is left out).
+function qkPanel(h, m, tokens, offset) {
+  const qSel = el("select", { id: "qk-query" },
+    tokens.map((t, i) => el("option", { value: String(offset + i), text: `${offset + i}: ${visible(t)}` })));
+  const kSel = el("select", { id: "qk-key" });
+  const fillKeys = () => {
+    const q = Number(qSel.value) - offset;
+    let best = 0;
+    for (let k = 0; k <= q; k++) if ((m[q][k] || 0) > (m[q][best] || 0)) best = k;
+    clear(kSel).append(...tokens.slice(0, q + 1).map((t, k) => el("option", { value: String(offset + k),
+      text: `${offset + k}: ${visible(t)} · ${fmt(m[q][k], 2)}` })));
+    kSel.value = String(offset + best);
+  };
+  qSel.value = String(offset + tokens.length - 1);
+  fillKeys();
+  qSel.addEventListener("change", fillKeys);
+  const go = el("button", { type: "button", class: "run", id: "qk-run", text: "Explain the score" });
+  go.addEventListener("click", () => runQK(h, Number(qSel.value), Number(kSel.value)));
+  const out = el("div", { id: "qk-out", "aria-live": "polite" },
+    el("p", { class: "dim", text: "Choose a query and a key, then explain the score." }));
+  const last = state.qk;
+  if (last && qkSame(last.body, h)) {   // redrawn (e.g. the sink toggle): keep the result on screen
+    qSel.value = String(last.body.query); fillKeys(); kSel.value = String(last.body.key);
+    drawQK(last.doc, out);
+  }
+  return el("section", { class: "qk", id: "qk-panel", "aria-labelledby": "qk-title" },
+    el("h4", { id: "qk-title", text: `Why does ${h.name} attend there? QK attribution` }),
+    el("p", { class: "dim", text: "The pre-softmax score split into pairs of upstream parts: one at the query "
+      + "position, one at the key position (embeddings, earlier heads and MLPs, constant biases)." }),
+    el("div", { class: "row controls" }, el("label", {}, "query ", qSel), el("label", {}, "key ", kSel), go), out);
+}
+const qkPrompt = () => (state.last.attention ? state.last.attention.body.prompt : prompt());
+const qkSame = (body, h) => body.prompt === qkPrompt() && body.layer === h.layer && body.head === h.head;
+function qkOpen(h) {   // a newly opened head: explain its default query and key at once
+  if (state.qk && qkSame(state.qk.body, h)) return;
+  if (state.pending) return;   // the button stays there to run it later
+  $("qk-run").click();
+}
+async function runQK(h, query, key) {
+  if (state.pending) { $("status-text").textContent = "still working: wait, or Cancel first"; return; }
+  hideError();
+  const body = { prompt: qkPrompt(), layer: h.layer, head: h.head, query, key };
+  try {
+    const doc = await api("qk", body);
+    state.qk = { body, doc };
+    if ($("qk-out")) drawQK(doc, $("qk-out"));
+  } catch (e) {
+    if (e.name !== "AbortError") showError(e, "attention");
+  }
+}
+function qkTop(doc, side, n) {   // the n sources with the largest pairs on one side, in model order
+  const best = new Map();
+  for (const p of doc.parts) {
+    const s = p[side];
+    best.set(s, Math.max(best.get(s) || 0, Math.abs(p.value)));
+  }
+  const keep = new Set([...best.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([s]) => s));
+  return doc.sources.filter((s) => keep.has(s));
+}
+function drawQK(doc, out) {
+  const at = (p) => `${visible(doc.tokens[p])} (pos ${p})`;
+  const top = doc.parts[0];
+  const maxAbs = Math.max(1e-12, Math.abs(top.value));
+  const value = new Map(doc.parts.map((p) => [`${p.query_source}|${p.key_source}`, p.value]));
+  const rows = qkTop(doc, "query_source", 10); const cols = qkTop(doc, "key_source", 10);
+  const cell = (v) => { const c = heatPaint(v / maxAbs); return el("td", { style: { background: c.background, color: c.color }, title: fmt(v, 4), text: fmt(v, 2) }); };
+  const grid = el("table", { class: "heat", id: "qk-grid" },
+    el("caption", { class: "dim", text: `rows: query sources at ${at(doc.query)} · columns: key sources at ${at(doc.key)}`
+      + (doc.sources.length > rows.length ? ` · the ${rows.length} sources with the largest pairs on each side` : "") }),
+    el("tr", {}, el("th", { scope: "col", text: "query \\ key" }), cols.map((c) => el("th", { scope: "col", text: c }))),
+    rows.map((r) => el("tr", {}, el("th", { class: "rowh", scope: "row", text: r }), cols.map((c) => cell(value.get(`${r}|${c}`) || 0)))));
+  const pairs = el("table", { class: "data", id: "qk-pairs" },
+    el("caption", { class: "dim", text: "pairs ranked by |contribution|" }),
+    el("tr", {}, ["#", "query source", "key source", "contribution", "lowers | raises"].map((t) => el("th", { scope: "col", text: t }))),
+    doc.parts.slice(0, 12).map((p, i) => el("tr", {}, el("td", { class: "num", text: String(i + 1) }), el("td", { text: p.query_source }),
+      el("td", { text: p.key_source }), el("td", { class: "num", text: (p.value >= 0 ? "+" : "") + fmt(p.value) }),
+      el("td", {}, signedBar(p.value / maxAbs)))));
+  const sides = el("table", { class: "data", id: "qk-sides" },
+    el("caption", { class: "dim", text: "each side summed over the other" }),
+    el("tr", {}, ["query source", "sum", "key source", "sum"].map((t) => el("th", { scope: "col", text: t }))),
+    doc.query_marginals.slice(0, 6).map((a, i) => { const b = doc.key_marginals[i];
+      return el("tr", {}, el("td", { text: a.source }), el("td", { class: "num", text: fmt(a.value) }),
+        el("td", { text: b ? b.source : "" }), el("td", { class: "num", text: b ? fmt(b.value) : "" })); }));
+  const capped = doc.softcap ? " (before soft-capping)" : "";
+  clear(out).append(
+    el("p", { class: "qk-headline", id: "qk-headline", text: `The score of L${doc.layer}.H${doc.head} attending from ${at(doc.query)} to `
+      + `${at(doc.key)} is ${fmt(doc.score)}${capped} (attention weight ${fmt(doc.probability)}); the largest pair is `
+      + `${top.query_source} at the query with ${top.key_source} at the key (${top.value >= 0 ? "+" : ""}${fmt(top.value)}).` }),
+    el("div", { class: "stats" }, stat("score", fmt(doc.score)), stat("attention weight", fmt(doc.probability)),
+      stat("error (parts − score)", Number(doc.error).toExponential(1))),
+    el("div", { class: "layout" }, el("div", { class: "main scrollx" }, grid), el("div", { class: "side" }, sides)),
+    legend("signed", `−${fmt(maxAbs, 2)}`, `+${fmt(maxAbs, 2)}`, "red raises the score (more attention), blue lowers it"),
+    pairs, el("p", { class: "dim", text: doc.linearisation }));
 }
 
 // ---------- activation patching ----------
