@@ -17,12 +17,13 @@ from whyllm.render.internals import signed_style
 from whyllm.render.text import shorten, visible
 from whyllm.results.qk import QKResult
 
-__all__ = ["headline", "heatmap_sources"]
+__all__ = ["LOOSE", "headline", "heatmap_sources", "warning"]
 
 _TERMINAL_PAIRS = 15
 _HTML_PAIRS = 30
 _MARGINALS = 6
 _HEATMAP_SOURCES = 24  # per axis
+LOOSE = 1e-3  # a relative error above this is shown as a warning (low precision, e.g. bfloat16)
 
 
 def _pos(r: QKResult, p: int) -> str:
@@ -38,11 +39,19 @@ def headline(r: QKResult) -> str:
             f"the key ({v:+.3g})")
 
 
+def warning(r: QKResult) -> str | None:
+    """A plain warning when the pairs miss the score by more than :data:`LOOSE` of it, else ``None``."""
+    if r.relative_error <= LOOSE:
+        return None
+    return (f"warning: the pairs miss the real score by {r.error:.3g} ({100 * r.relative_error:.2g}% of "
+            "it), more than float32 rounding; the model runs in low precision (e.g. bfloat16), so read small "
+            "pairs with care")
+
+
 def _footer(r: QKResult) -> str:
-    share = r.error / max(abs(r.score), 1e-12)
     return (f"the {len(r.sources)}×{len(r.sources)} pairs sum to the score within {r.error:.1e} "
-            f"({share:.1e} relative); softmax of the recomputed scores matches the model's attention weights "
-            f"within {r.weights_check:.1e}. {r.linearisation}")
+            f"({r.relative_error:.1e} relative); softmax of the recomputed scores matches the model's "
+            f"attention weights within {r.weights_check:.1e}. {r.linearisation}")
 
 
 def _marginal_rows(r: QKResult, values, k: int) -> list[tuple[str, float]]:
@@ -74,9 +83,11 @@ def _(r: QKResult) -> RenderableType:
     ks = _marginal_rows(r, r.key_marginals, _MARGINALS)
     for (qa, qv), (ka, kv) in zip(qs, ks, strict=False):
         side.add_row(qa, f"{qv:+.3f}", ka, f"{kv:+.3f}")
+    warn = warning(r)
     return Group(
         Text.assemble(("QK attribution of ", "dim"), (r.prompt, "bold")),
         Text(headline(r), style="bold"),
+        *([Text(warn, style="bold yellow")] if warn else []),
         table,
         side,
         Text(f"{len(r.sources) ** 2} pairs, the {len(pairs)} largest shown; red raises the score (more "
@@ -145,10 +156,11 @@ def _(r: QKResult) -> str:
              ".whyllm .qkmap th.rot{vertical-align:bottom;padding:2px 0}"
              ".whyllm .qkmap th.rot span{writing-mode:vertical-rl;transform:rotate(180deg)}"
              ".whyllm .qkmap caption{text-align:left;font-size:12px;color:#57606a}</style>")
+    warn = f"<p class='warn'>{esc(warning(r))}</p>" if warning(r) else ""
     return (
         f"{style}<h2>QK attribution of {esc(r.name)} in "
         f"<span class='prompt'>{esc(shorten(r.prompt, 200))}</span></h2><p>{esc(headline(r))}</p>"
-        f"<h2>Query source × key source</h2>{_heatmap(r)}"
+        f"{warn}<h2>Query source × key source</h2>{_heatmap(r)}"
         f"<h2>Largest pairs</h2>{_pair_table(r)}<h2>Each side summed over the other</h2>{_marginals_html(r)}"
         f"<p class='legend'>{esc(_footer(r))}</p>"
     )

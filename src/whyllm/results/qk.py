@@ -85,6 +85,11 @@ class QKResult(Result):
         return f"L{self.layer}.H{self.head}"
 
     @property
+    def relative_error(self) -> float:
+        """``error`` as a share of the score's magnitude (float32: about 1e-7; bfloat16: about 1e-2)."""
+        return self.error / max(abs(self.score), 1e-12)
+
+    @property
     def query_marginals(self) -> Tensor:
         """``(source,)`` each query source's contribution summed over the key sources."""
         return self.parts.sum(1)

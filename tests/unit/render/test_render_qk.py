@@ -5,7 +5,7 @@ import pytest
 from rich.console import Console
 
 from whyllm.methods.qk import qk
-from whyllm.render.qk import headline, heatmap_sources
+from whyllm.render.qk import headline, heatmap_sources, warning
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 EVIL = "<b>x</b> & 'y'"
@@ -56,3 +56,13 @@ def test_heatmap_keeps_the_largest_sources(tiny):
     rows, cols = heatmap_sources(r, k=3)
     assert len(rows) == len(cols) == 3 and rows == sorted(rows)
     assert int(r.parts.abs().amax(1).argmax()) in rows and int(r.parts.abs().amax(0).argmax()) in cols
+
+
+def test_low_precision_is_shown_as_a_warning(tiny):
+    import dataclasses
+
+    r = qk(tiny("llama"), PROMPT, layer=1, head=0, key=2)
+    assert warning(r) is None and "warning" not in _text(r)
+    loose = dataclasses.replace(r, error=0.01 * abs(r.score))
+    assert "1% of it" in warning(loose) and "warning: the pairs miss" in " ".join(_text(loose).split())
+    assert "class='warn'" in loose.to_html()

@@ -958,6 +958,9 @@ function drawQK(doc, out) {
       + `${top.query_source} at the query with ${top.key_source} at the key (${top.value >= 0 ? "+" : ""}${fmt(top.value)}).` }),
     el("div", { class: "stats" }, stat("score", fmt(doc.score)), stat("attention weight", fmt(doc.probability)),
       stat("error (parts − score)", Number(doc.error).toExponential(1))),
+    doc.error > 1e-3 * Math.abs(doc.score) ? el("div", { class: "warn", id: "qk-warning", role: "note",
+      text: `The pairs miss the real score by ${Number(doc.error).toExponential(1)}, more than float32 rounding: `
+        + "the model runs in low precision (e.g. bfloat16), so read small pairs with care." }) : null,
     el("div", { class: "layout" }, el("div", { class: "main scrollx" }, grid), el("div", { class: "side" }, sides)),
     legend("signed", `−${fmt(maxAbs, 2)}`, `+${fmt(maxAbs, 2)}`, "red raises the score (more attention), blue lowers it"),
     pairs, el("p", { class: "dim", text: doc.linearisation }));
