@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from whyllm.errors import InputError, UnsupportedModelError
 from whyllm.methods.engine.args import check_index
-from whyllm.methods.engine.direct import capture_direct, residual_parts
+from whyllm.methods.engine.direct import DirectActivations, capture_direct, residual_parts
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture, raw_hooks
 from whyllm.model.patches import attention_weights, check_weights, eager_attention
@@ -135,8 +135,8 @@ def _rope(attn: nn.Module, cos_sin: Any) -> Callable[[Tensor, int | slice], Tens
 
     def rope(x: Tensor, pos: int | slice) -> Tensor:
         c, s = cos[:1, pos], sin[:1, pos]  # (1, [pos,] rotary_dim)
-        x4 = x[None] if x.dim() == 3 else x[None, :, None]  # (1, rows, pos, d_head)
-        c4, s4 = (c, s) if c.dim() == 3 else (c[:, None], s[:, None])  # (1, pos, rotary_dim)
+        x4 = x[None] if x.dim() == 3 else x[None, :, None]  # (1, rows, pos or 1, d_head)
+        c4, s4 = (c, s) if c.dim() == 3 else (c[:, None], s[:, None])  # (1, pos or 1, rotary_dim)
         out = apply(x4, x4, c4, s4)[0][0]
         return out if x.dim() == 3 else out[:, 0]
 
@@ -161,7 +161,7 @@ def _keep(mask: Any, q: int, n: int) -> Tensor:
 class _Run:
     """What one forward pass of :func:`qk` recorded."""
 
-    acts: Any
+    acts: DirectActivations
     resid: Tensor  # (pos, d_model) the layer's attention-norm input
     q_real: Tensor  # (pos, n_heads, d_head) projection outputs
     k_real: Tensor  # (pos, n_kv_heads, d_head)
