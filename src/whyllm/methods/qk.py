@@ -36,63 +36,40 @@ _WEIGHTS_TOLERANCE = 1e-2  # softmax of the recomputed scores vs the model's wei
 
 
 @dataclass
-class _Path:
-    """How one attention layer turns its input into per-head queries and keys.
+class _End:
+    """One end of a head's score: the projection module it reads and which of its output columns."""
 
-    ``q_heads(out)`` / ``k_heads(out)`` take the output of the query / key projection module (the same
-    module when fused) and return ``(..., n_heads, d_head)`` queries / ``(..., n_kv_heads, d_head)`` keys;
-    being column selections they apply to weights (rows of ``(in, out)``) and biases alike.
-    """
+    module: nn.Module
+    weight: Tensor  # (d_model, d_head): the module's weight columns of this head
+    cols: slice  # those columns of the module's output
+
+    def bias(self) -> Tensor | None:
+        """``(d_head,)`` the projection's bias for this head, or ``None``."""
+        b = getattr(self.module, "bias", None)
+        return b[self.cols].float() if isinstance(b, Tensor) else None
+
+
+@dataclass
+class _Path:
+    """How one head turns the residual stream into its query (``q``) and key (``k``) vectors."""
 
     attn: nn.Module
-    q_mod: nn.Module
-    k_mod: nn.Module
-    q_heads: Callable[[Tensor], Tensor]
-    k_heads: Callable[[Tensor], Tensor]
+    q: _End
+    k: _End
     q_norm: nn.Module | None
     k_norm: nn.Module | None
     scaling: float
     softcap: float | None
-    layout: str
 
 
-def _path(model: Model, layer: int) -> _Path:
-    """The query/key path of ``layer``'s attention, or :class:`UnsupportedModelError`."""
+def _path(model: Model, layer: int, head: int, kv: int) -> _Path:
+    """The query/key path of query head ``head`` and key head ``kv``, or :class:`UnsupportedModelError`."""
     ad = model.adapter
     attn = ad.part(layer, "attn")
-    nh, nkv, d = ad.n_heads, ad.n_kv_heads, ad.d_head
-    qd, kd = nh * d, nkv * d
-
-    def q_heads(out: Tensor) -> Tensor:
-        return out[..., :qd].unflatten(-1, (nh, d))
-
-    def k_heads(out: Tensor) -> Tensor:
-        return out[..., :kd].unflatten(-1, (nkv, d))
-
-    if isinstance(getattr(attn, "q_proj", None), nn.Module) and isinstance(getattr(attn, "k_proj", None),
-                                                                           nn.Module):
-        q_mod, k_mod, layout = attn.q_proj, attn.k_proj, "separate q_proj / k_proj"
-    elif (fused := next((n for n in ("qkv_proj", "c_attn") if isinstance(getattr(attn, n, None), nn.Module)),
-                        None)) is not None:
-        q_mod = k_mod = getattr(attn, fused)
-        layout = f"fused {fused} with [q | k | v] columns"
-
-        def k_heads(out: Tensor) -> Tensor:
-            return out[..., qd: qd + kd].unflatten(-1, (nkv, d))
-    elif isinstance(getattr(attn, "query_key_value", None), nn.Module) and ad.config.model_type == "gpt_neox":
-        q_mod = k_mod = attn.query_key_value
-        layout = "fused query_key_value with [q | k | v] per head (GPT-NeoX)"
-
-        def q_heads(out: Tensor) -> Tensor:
-            return out.unflatten(-1, (nh, 3 * d))[..., :d]
-
-        def k_heads(out: Tensor) -> Tensor:
-            return out.unflatten(-1, (nh, 3 * d))[..., d: 2 * d]
-    else:
-        raise UnsupportedModelError(
-            f"{model.name}: QK attribution needs the query and key projections (q_proj/k_proj, qkv_proj or "
-            f"c_attn) of the attention module {type(attn).__name__}; this one has none of them"
-        )
+    d = ad.d_head
+    ends = {port: _End(mod, w[:, cols], cols)
+            for mod, w, heads in ad.qkv_projections(layer)  # raises UnsupportedModelError
+            for port, h, cols in heads if (port, h) in (("q", head), ("k", kv))}
     norms = [getattr(attn, n, None) for n in ("q_norm", "k_norm")]
     for norm in norms:
         if norm is not None and getattr(norm, "weight", None) is not None and norm.weight.numel() != d:
@@ -103,7 +80,7 @@ def _path(model: Model, layer: int) -> _Path:
     cap = getattr(attn, "attn_logit_softcapping", None) or getattr(ad.config, "attn_logit_softcapping", None)
     scaling = getattr(attn, "scaling", None)
     scaling = float(d**-0.5 if scaling is None else scaling)
-    return _Path(attn, q_mod, k_mod, q_heads, k_heads, *norms, scaling, float(cap) if cap else None, layout)
+    return _Path(attn, ends["q"], ends["k"], *norms, scaling, float(cap) if cap else None)
 
 
 @contextmanager
@@ -163,28 +140,28 @@ class _Run:
 
     acts: DirectActivations
     resid: Tensor  # (pos, d_model) the layer's attention-norm input
-    q_real: Tensor  # (pos, n_heads, d_head) projection outputs
-    k_real: Tensor  # (pos, n_kv_heads, d_head)
+    q_real: Tensor  # (pos, d_head) the head's query projection output
+    k_real: Tensor  # (pos, d_head) its key head's key projection output
     kwargs: dict[str, Any]
     weights: Tensor  # (pos,) the head's attention weights from the query
 
 
 def _forward(model: Model, path: _Path, layer: int, head: int, q: int, ids: Tensor) -> _Run:
     ln1 = model.adapter.part(layer, "ln1")
-    mods = {"q": path.q_mod, "k": path.k_mod}
+    mods = {"q": path.q.module, "k": path.k.module}
     with torch.no_grad(), eager_attention(model):
         with capture_direct(model) as acts, capture({"x": ln1}, inputs=True) as x, capture(mods) as proj, \
                 _call_kwargs(path.attn) as kwargs, attention_weights(model, [layer]) as att:
             model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
         check_weights(model, att, [layer])
-    q_real, k_real = path.q_heads(proj["q"][0].float()), path.k_heads(proj["k"][0].float())
+    q_real, k_real = proj["q"][0, :, path.q.cols].float(), proj["k"][0, :, path.k.cols].float()
     return _Run(acts, x["x"][0].float(), q_real, k_real, kwargs, att[layer][0, head, q].float().cpu())
 
 
-def _real_scores(path: _Path, run: _Run, head: int, kv: int, q: int, rope: Callable | None) -> Tensor:
+def _real_scores(path: _Path, run: _Run, q: int, rope: Callable | None) -> Tensor:
     """``(q + 1,)`` the real pre-softmax (pre-cap) scores of the query at ``q`` to keys ``0..q``."""
-    qv = run.q_real[q, head][None]  # (1, d_head)
-    kv_ = run.k_real[: q + 1, kv]  # (key, d_head)
+    qv = run.q_real[q][None]  # (1, d_head)
+    kv_ = run.k_real[: q + 1]  # (key, d_head)
     if path.q_norm is not None:
         qv = path.q_norm(qv).float()
     if path.k_norm is not None:
@@ -195,7 +172,7 @@ def _real_scores(path: _Path, run: _Run, head: int, kv: int, q: int, rope: Calla
     return path.scaling * (kv_ @ qv[0])
 
 
-def _side(model: Model, path: _Path, run: _Run, layer: int, pos: int, which: str, idx: int,
+def _side(model: Model, path: _Path, run: _Run, layer: int, pos: int, which: str,
           rope: Callable | None) -> tuple[list[str], Tensor]:
     """Source names and ``(source, d_head)`` query or key terms at ``pos`` (the last source: constants)."""
     ad = model.adapter
@@ -206,14 +183,12 @@ def _side(model: Model, path: _Path, run: _Run, layer: int, pos: int, which: str
     beta = getattr(ln1, "bias", None)
     if isinstance(beta, Tensor):
         rows[-1] += beta.float()
-    mod = path.q_mod if which == "q" else path.k_mod
-    w = ad.weight_in_out(mod).float()  # (d_model, out)
-    bias = getattr(mod, "bias", None)
-    b = bias.float() if isinstance(bias, Tensor) else torch.zeros(w.shape[1], device=w.device)
-    heads = path.q_heads if which == "q" else path.k_heads
-    terms = heads(rows @ w)[:, idx]  # (part + 1, d_head)
-    terms[-1] += heads(b)[idx]
-    real = (run.q_real if which == "q" else run.k_real)[pos, idx]
+    end = path.q if which == "q" else path.k
+    terms = rows @ end.weight.float()  # (part + 1, d_head)
+    bias = end.bias()
+    if bias is not None:
+        terms[-1] += bias
+    real = (run.q_real if which == "q" else run.k_real)[pos]
     terms = _frozen_rows(model, path.q_norm if which == "q" else path.k_norm, real, terms)
     if rope is not None:
         terms = rope(terms, pos)
@@ -272,8 +247,8 @@ def qk(
     if k is not None and k > q:
         raise InputError(f"key position {key!r} ({k}) comes after query position {query!r} ({q}); a causal "
                          f"model's query only attends to keys 0..{q}")
-    path = _path(model, lay)
     kv = hd // (ad.n_heads // ad.n_kv_heads)
+    path = _path(model, lay, hd, kv)
     run = _forward(model, path, lay, hd, q, ids)
     keep = _keep(run.kwargs.get("attention_mask"), q, n)
     if k is None:
@@ -283,16 +258,16 @@ def qk(
                          "sliding window); the head cannot attend to it, choose a nearer key")
     with torch.no_grad():
         rope = _rope(path.attn, run.kwargs.get("position_embeddings"))
-        real = _real_scores(path, run, hd, kv, q, rope).cpu()  # (q + 1,)
-        names, q_terms = _side(model, path, run, lay, q, "q", hd, rope)
-        _, k_terms = _side(model, path, run, lay, k, "k", kv, rope)
+        real = _real_scores(path, run, q, rope).cpu()  # (q + 1,)
+        names, q_terms = _side(model, path, run, lay, q, "q", rope)
+        _, k_terms = _side(model, path, run, lay, k, "k", rope)
         parts = (path.scaling * q_terms @ k_terms.T).cpu().double()  # (query source, key source)
     capped = real if path.softcap is None else torch.tanh(real / path.softcap) * path.softcap
     allowed = keep[: q + 1]
     check = float((capped[allowed].softmax(-1) - run.weights[: q + 1][allowed]).abs().max())
     if not check <= _WEIGHTS_TOLERANCE:
         raise UnsupportedModelError(
-            f"{model.name}: the attention scores whyllm recomputes for layer {lay} ({path.layout}) do not "
+            f"{model.name}: the attention scores whyllm recomputes for layer {lay} do not "
             f"reproduce the model's attention weights (max difference {check:.3g}); QK attribution does not "
             "support this attention variant"
         )

@@ -17,7 +17,7 @@ from whyllm.model.tiny import tiny_model
 from whyllm.results.qk import QKResult
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
-ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gpt2", "gpt_neox", "phi3")
+ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma3_text", "gpt2", "phi3")
 TOL = 1e-4  # float32: the pairs sum to the score within 1e-4 relative
 
 
@@ -27,7 +27,7 @@ def _sharp(arch: str):
     model = tiny_model(arch, seed=1)
     with torch.no_grad():
         for name, p in model.hf.named_parameters():
-            if any(k in name for k in ("q_proj", "k_proj", "qkv_proj", "c_attn", "query_key_value")):
+            if any(k in name for k in ("q_proj", "k_proj", "qkv_proj", "c_attn")):
                 p.mul_(6.0)
     return model
 
@@ -110,12 +110,14 @@ def test_a_key_outside_the_sliding_window_is_refused(tiny):
         qk(model, long, layer=0, head=0, query=-1, key=1)
 
 
-def test_attention_without_query_and_key_projections_is_unsupported():
+def test_attention_without_query_and_key_projections_is_unsupported(tiny):
     model = tiny_model("llama")
     for layer in range(model.adapter.n_layers):
         del model.adapter.part(layer, "attn").q_proj
-    with pytest.raises(UnsupportedModelError, match="query and key projections"):
+    with pytest.raises(UnsupportedModelError, match="queries, keys and values"):
         qk(model, PROMPT, layer=0, head=0)
+    with pytest.raises(UnsupportedModelError, match="queries, keys and values"):  # fused per head
+        qk(tiny("gpt_neox"), PROMPT, layer=0, head=0)
 
 
 def test_json_round_trip_and_schema():
