@@ -77,6 +77,13 @@ def test_circuit_graph_slider_details_and_downloads(page, axe_source, shot):
     graphml = Path(got.value.path()).read_text(encoding="utf-8")
     assert graphml.count("<edge ") == total
 
+    layer = page.get_attribute("#circuit-graph .node[data-node$='.mlp']", "data-node").split(".")[0]
+    page.click("#circuit-open-lens")  # the logit lens, at the cell after this layer at the last position
+    page.wait_for_selector("#lens-topk")
+    assert page.get_attribute("#tab-lens", "aria-selected") == "true"
+    assert page.inner_text("#lens-detail h4").startswith(f"{layer} · position {len(doc['tokens']) - 1}")
+
+    page.click("#tabs [data-tab=circuit]")
     head.click()  # a head's attention pattern opens in the Attention tab
     page.click("#circuit-open-attention")
     page.wait_for_selector("#out-attention #attn-lines")

@@ -20,7 +20,7 @@
 
   // ---------- words ----------
   const signed = (x, d = 4) => (x === null || x === undefined ? "–" : (x > 0 ? "+" : x < 0 ? "−" : "") + Math.abs(x).toFixed(d));
-  const percent = (x) => (x === null || x === undefined || Number.isNaN(x) ? "–" : `${Math.round(100 * x)}%`);
+  const percent = (x) => (x === null || x === undefined || Number.isNaN(x) ? "–" : `${Math.round(100 * x)}%`.replace("-", "−"));
   function metricWords(doc) {   // what the scores are measured in
     const t = visible(doc.target_token);
     return doc.metric === "logit_diff" ? `logit(${t}) − logit(${visible(doc.foil_token)})` : `the logit of ${t}`;
@@ -70,7 +70,8 @@
     const H = maxOf("head", "head") + 1; const KV = maxOf("kv", "head") + 1;
     const P = doc.per_position ? Math.max(...nodes.map((n) => n.position ?? 0)) + 1 : 1;
     const pp = doc.per_position;
-    const col = pp ? 11 : 62; const gap = pp ? 14 : 0; const left = 52; const R = pp ? 64 : 84;
+    const col = pp ? 11 : 62; const gap = pp ? 14 : 0; const left = 12;
+    const R = (pp ? 64 : 84) - (L > 8 ? 20 : 0);   // deep models: shorter layers, so the graph stays in view
     const group = (H + 1) * col + gap;   // one position's heads and MLP
     const width = left + P * group + (pp ? 0 : 20);
     const height = (L + 2) * R + (pp ? 24 : 0);
@@ -87,7 +88,7 @@
       if (n.kind === "embed") at[n.id] = { x: mid(p), y: yRow(0) };
       else if (n.kind === "logits") at[n.id] = { x: mid(p), y: yRow(L + 1) };
       else if (n.kind === "head") at[n.id] = { x: xCol(p, n.head), y: yRow(n.layer + 1) + R * 0.05 };
-      else if (n.kind === "kv") at[n.id] = { x: kvX(p, n.head), y: yRow(n.layer + 1) + R * 0.32 };
+      else if (n.kind === "kv") at[n.id] = { x: kvX(p, n.head), y: yRow(n.layer + 1) + R * 0.34 };
       else if (n.kind === "mlp") at[n.id] = { x: xCol(p, H), y: yRow(n.layer + 1) - R * 0.33 };
     }
     return { at, L, H, P, R, col, group, left, width, height, yRow, xCol, mid, small: pp };
@@ -111,13 +112,9 @@
       "aria-label": `Circuit graph: the top ${k} of ${doc.edges.length} edges, layers from the embeddings (bottom) `
         + "to the logits (top). Tab to the edges, then to the nodes; arrow keys move between them; Enter opens a node. "
         + "The table below lists the same edges." });
-    // layer labels and guides
-    for (let l = -1; l <= g.L; l++) {
-      const y = g.yRow(l + 1);
-      const name = l === -1 ? "embed" : l === g.L ? "logits" : `L${l}`;
-      svg.append(svgEl("text", { x: 6, y: y + 4, "font-size": 11, fill: "#57606a", "aria-hidden": "true" }, name));
-      if (l >= 0 && l < g.L) svg.append(svgEl("line", { x1: g.left - 6, x2: g.width, y1: y + g.R / 2, y2: y + g.R / 2,
-        stroke: "#eaeef2", "aria-hidden": "true" }));
+    for (let l = 0; l < g.L; l++) {   // guides between the layers
+      const y = g.yRow(l + 1) + g.R / 2;
+      svg.append(svgEl("line", { x1: 0, x2: g.width, y1: y, y2: y, stroke: "#eaeef2", "aria-hidden": "true" }));
     }
     if (g.small) {   // token labels under the embeddings row
       doc.tokens.forEach((t, p) => svg.append(svgEl("text", { x: g.mid(p), y: g.height - 6, "font-size": 10,
@@ -131,11 +128,12 @@
     const edgeEls = shown.map((e, i) => {
       const a = g.at[e.source]; const b = g.at[e.target];
       const y1 = a.y - r; const x2 = b.x + (g.small ? 0 : portShift[e.port] || 0); const y2 = b.y + r;
-      const my = (y1 + y2) / 2;
       // a straight vertical edge over several layers would run through the nodes between: bow it sideways
       const bow = Math.abs(x2 - a.x) < 2 && y1 - y2 > g.R * 1.2 ? -Math.min(g.col * 0.45, (y1 - y2) / 6) : 0;
       const c1 = (a.x + bow).toFixed(1); const c2 = (x2 + bow).toFixed(1);
-      const d = `M${a.x.toFixed(1)},${y1.toFixed(1)} C${c1},${my.toFixed(1)} ${c2},${my.toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`;
+      // leave upwards and arrive from below, also between the heads and the MLP of one layer
+      const h = Math.max((y1 - y2) / 2, g.R * 0.3);
+      const d = `M${a.x.toFixed(1)},${y1.toFixed(1)} C${c1},${(y1 - h).toFixed(1)} ${c2},${(y2 + h).toFixed(1)} ${x2.toFixed(1)},${y2.toFixed(1)}`;
       const rgb = e.score >= 0 ? RED : BLUE;
       const item = svgEl("g", { class: "edge", role: "button", tabindex: i === 0 ? "0" : "-1",
         "aria-label": edgeWords(e, i, doc), "data-source": e.source, "data-target": e.target });
@@ -208,6 +206,15 @@
         if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); onSelect(id); }
       });
     });
+    return svg;
+  }
+  function layerLabels(doc) {   // outside the scrolling graph, so they stay in view
+    const g = layout(doc);
+    const svg = svgEl("svg", { width: 46, height: g.height, class: "circuit-layers", "aria-hidden": "true" });
+    for (let l = -1; l <= g.L; l++) {
+      const name = l === -1 ? "embed" : l === g.L ? "logits" : `L${l}`;
+      svg.append(svgEl("text", { x: 42, y: g.yRow(l + 1) + 4, "font-size": 11, "text-anchor": "end", fill: "#57606a" }, name));
+    }
     return svg;
   }
   function nodeSummary(doc, shown, n) {
@@ -335,7 +342,7 @@
       svg.append(svgEl("line", { x1: m.l, x2: W - m.r, y1: y(v), y2: y(v), stroke: "#eaeef2" }),
         svgEl("text", { x: m.l - 6, y: y(v) + 4, "font-size": 10, "text-anchor": "end", fill: "#424a53" }, v.toFixed(1)));
     }
-    const ticks = [1]; for (let t = 10; t < total; t *= 10) ticks.push(t); ticks.push(total);
+    const ticks = [1]; for (let t = 10; x(total) - x(t) > 28; t *= 10) ticks.push(t); ticks.push(total);
     ticks.forEach((t) => svg.append(svgEl("text", { x: x(t), y: Hh - m.b + 14, "font-size": 10, "text-anchor": "middle",
       fill: "#424a53" }, String(t))));
     svg.append(svgEl("text", { x: (m.l + W - m.r) / 2, y: Hh - 6, "font-size": 11, "text-anchor": "middle", fill: "#424a53" },
@@ -363,7 +370,7 @@
   function edgeList(doc, k) {   // the text alternative: the drawn edges as a table
     const shown = doc.edges.slice(0, Math.min(k, 500));
     return el("details", { class: "attn-table", id: "circuit-edges" },
-      el("summary", { text: `Table: the ${k} edges drawn, strongest first` }),
+      el("summary", { text: `Table: the ${k} edge${k === 1 ? "" : "s"} drawn, strongest first` }),
       el("table", { class: "data", id: "circuit-table" },
         el("caption", { class: "dim", text: `edge scores in ${metricWords(doc)}: positive edges carry the answer, negative ones work against it`
           + (k > shown.length ? ` (the first ${shown.length} of ${k})` : "") }),
@@ -398,7 +405,11 @@
     $("circuit-size-value").textContent = `${k} of ${doc.edges.length}`;
     $("circuit-words").textContent = faithWords(doc, k);
     const hover = $("circuit-hover");
-    clear($("circuit-graph-box")).append(drawGraph(doc, k, hover, select));
+    const box = $("circuit-graph-box");
+    const [sx, sy] = [box.scrollLeft, box.scrollTop];
+    clear(box).append(drawGraph(doc, k, hover, select));
+    if (!$("circuit-graph-wrap").querySelector(".circuit-layers")) box.before(layerLabels(doc));
+    box.scrollLeft = sx; box.scrollTop = sy;
     clear($("circuit-curve-box")).append(curveChart(doc, k));
     const open = $("circuit-edges").open;
     $("circuit-edges").replaceWith(edgeList(doc, k));
@@ -422,13 +433,13 @@
     const slider = el("input", { type: "range", id: "circuit-size", min: "1", max: String(doc.edges.length),
       value: String(C.k), step: "1", "aria-describedby": "circuit-words" });
     slider.addEventListener("input", () => { C.k = Number(slider.value); redraw(); if (C.selected) details(doc, C.selected, false); });
-    out.append(
+    out.append(...[
       el("h3", {}, "Which paths carry ", what, el("span", { class: "dim",
         text: ` · ${doc.method === "eap-ig" ? `EAP-IG, ${doc.steps} steps` : "EAP"} · ${doc.ablation === "mean"
           ? "mean ablation" : "corrupted prompt"}${doc.per_position ? " · per position" : ""}` })),
       el("div", { class: "stats" }, stat(`clean ${doc.metric === "logit_diff" ? "logit diff." : "logit"}`, fmt(doc.clean)),
         stat(`${baseline(doc)}`, fmt(doc.corrupted)), stat("edges scored", doc.edges.length),
-        stat(`circuit (by ${doc.circuit.chosen_by})`, `${doc.circuit.edges} edges`),
+        stat(`circuit (by ${doc.circuit.chosen_by})`, `${doc.circuit.edges} edge${doc.circuit.edges === 1 ? "" : "s"}`),
         stat("its faithfulness", percent(doc.circuit.faithfulness))),
       gapSize < 0.1 ? el("div", { class: "warn", id: "circuit-small-gap", role: "note", text: `The clean and ${baseline(doc)} `
         + `runs differ by only ${fmt(gapSize, 4)} in ${metricWords(doc)}; faithfulness divides by this difference, so its `
@@ -443,7 +454,8 @@
         el("div", { class: "main" },
           el("div", { class: "hover", id: "circuit-hover", "aria-live": "polite",
             text: "hover or focus an edge or a node for its score; click it (or press Enter) for details" }),
-          el("div", { class: "scrollx circuit-graph", id: "circuit-graph-box" }),
+          el("div", { class: "circuit-wrap", id: "circuit-graph-wrap" },
+            el("div", { class: "scrollx circuit-graph", id: "circuit-graph-box" })),
           legend("signed", `−${fmt(Math.abs(doc.edges[0]?.score || 0), 3)}`, `+${fmt(Math.abs(doc.edges[0]?.score || 0), 3)}`,
             `edge colour: red helps the target, blue works against it · width: |score| in ${metricWords(doc)} · `
             + "◆ key/value inputs · only the circuit's edges are drawn")),
@@ -451,8 +463,9 @@
           el("div", { id: "circuit-side" }, el("p", { class: "dim", text: "Click a node (or focus it and press Enter) for "
             + "its edges, its attention pattern, its top neurons or the logit lens there." })),
           el("div", { id: "circuit-curve-box" }))),
-      el("div", { id: "circuit-edges" }));
+      el("div", { id: "circuit-edges" })].filter(Boolean));
     redraw();
+    if (doc.per_position) $("circuit-graph-box").scrollLeft = 1e6;   // the last position (where the answer is read) in view
   };
 
   document.addEventListener("DOMContentLoaded", () => {
