@@ -427,8 +427,8 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
                           f"keeps the last {_KEEP_RESULTS}); run the analysis again")
         if fmt == "graphml":
             if not hasattr(result, "to_graphml"):
-                return _error(400, "InputError", f"a {result.kind} result has no graph; format=graphml is for "
-                              "circuits (use format=html)")
+                return _error(400, "InputError", f"a {result.kind} result has no graph; format=graphml "
+                              "is for circuits (use format=html)")
             return Response(result.to_graphml(), media_type="application/graphml+xml", headers={
                 "content-disposition": f'attachment; filename="whyllm-{result.kind}.graphml"'})
         headers = {"content-security-policy": REPORT_CSP,
