@@ -77,9 +77,9 @@
     const height = (L + 2) * R + (pp ? 24 : 0);
     const yRow = (r) => height - (pp ? 24 : 0) - r * R - R / 2;
     const xCol = (p, c) => left + p * group + c * col + col / 2;
-    const kvX = (p, j) => {   // under the centre of the query heads that share it
+    const kvX = (p, j) => {   // under the centre of the query heads that share it, off the embed-logits axis
       const per = Math.max(1, H / KV);
-      return xCol(p, (j * per + (j + 1) * per - 1) / 2);
+      return xCol(p, (j * per + (j + 1) * per - 1) / 2 + 0.35);
     };
     const mid = (p) => xCol(p, (H - 1) / 2);   // between the middle heads (on the middle one when odd)
     const at = {};
@@ -423,6 +423,16 @@
     details(C.doc, id);
   }
 
+  // The slider's stops: every size up to 30, then steps of about 8% (log scale) up to all edges, and every
+  // size on the faithfulness curve and the circuit's own, so a few key presses span thousands of edges.
+  function sliderSizes(doc) {
+    const total = doc.edges.length;
+    const set = new Set([total, C.k, ...doc.curve.map((p) => p.edges).filter((e) => e >= 1 && e <= total)]);
+    for (let e = 1; e <= Math.min(30, total); e++) set.add(e);
+    for (let e = 30; e < total; e = Math.ceil(e * 1.08)) set.add(e);
+    return [...set].sort((a, b) => a - b);
+  }
+
   renderers.circuit = (doc) => {
     C.doc = doc; C.selected = null;
     C.k = Math.max(1, Math.min(doc.edges.length, doc.circuit.edges || 1));
@@ -430,9 +440,16 @@
     const what = doc.foil_token !== null && doc.foil_token !== undefined
       ? [tok(doc.target_token), " rather than ", tok(doc.foil_token)] : [tok(doc.target_token)];
     const gapSize = Math.abs(doc.clean - doc.corrupted);
-    const slider = el("input", { type: "range", id: "circuit-size", min: "1", max: String(doc.edges.length),
-      value: String(C.k), step: "1", "aria-describedby": "circuit-words" });
-    slider.addEventListener("input", () => { C.k = Number(slider.value); redraw(); if (C.selected) details(doc, C.selected, false); });
+    const sizes = sliderSizes(doc);
+    const slider = el("input", { type: "range", id: "circuit-size", min: "0", max: String(sizes.length - 1),
+      value: String(sizes.indexOf(C.k)), step: "1", "aria-describedby": "circuit-words",
+      "aria-valuetext": `${C.k} edges` });
+    slider.addEventListener("input", () => {
+      C.k = sizes[Number(slider.value)];
+      slider.setAttribute("aria-valuetext", `${C.k} edges`);
+      redraw();
+      if (C.selected) details(doc, C.selected, false);
+    });
     out.append(...[
       el("h3", {}, "Which paths carry ", what, el("span", { class: "dim",
         text: ` · ${doc.method === "eap-ig" ? `EAP-IG, ${doc.steps} steps` : "EAP"} · ${doc.ablation === "mean"
