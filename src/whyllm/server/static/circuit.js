@@ -70,16 +70,16 @@
     const H = maxOf("head", "head") + 1; const KV = maxOf("kv", "head") + 1;
     const P = doc.per_position ? Math.max(...nodes.map((n) => n.position ?? 0)) + 1 : 1;
     const pp = doc.per_position;
-    const col = pp ? 11 : 62; const gap = pp ? 14 : 0; const left = 12;
+    const col = pp ? 11 : 84; const gap = pp ? 14 : 0; const left = 12;
     const R = (pp ? 64 : 84) - (L > 8 ? 20 : 0);   // deep models: shorter layers, so the graph stays in view
     const group = (H + 1) * col + gap;   // one position's heads and MLP
     const width = left + P * group + (pp ? 0 : 20);
     const height = (L + 2) * R + (pp ? 24 : 0);
     const yRow = (r) => height - (pp ? 24 : 0) - r * R - R / 2;
     const xCol = (p, c) => left + p * group + c * col + col / 2;
-    const kvX = (p, j) => {   // under the centre of the query heads that share it, off the embed-logits axis
+    const kvX = (p, j) => {   // under the centre of the query heads that share it
       const per = Math.max(1, H / KV);
-      return xCol(p, (j * per + (j + 1) * per - 1) / 2 + 0.35);
+      return xCol(p, (j * per + (j + 1) * per - 1) / 2);
     };
     const mid = (p) => xCol(p, (H - 1) / 2);   // between the middle heads (on the middle one when odd)
     const at = {};
@@ -323,7 +323,7 @@
 
   // ---------- faithfulness curve ----------
   function curveChart(doc, k) {
-    const W = 380; const Hh = 210; const m = { l: 48, r: 12, t: 10, b: 40 };
+    const W = 380; const Hh = 210; const m = { l: 48, r: 18, t: 10, b: 40 };
     const total = Math.max(2, doc.edges.length);
     const pts = doc.curve;
     const vals = pts.flatMap((p) => [p.faithfulness, p.random_faithfulness]).filter((v) => v !== null && v !== undefined);
@@ -331,7 +331,7 @@
     const x = (e) => m.l + (W - m.l - m.r) * Math.log10(Math.max(1, e)) / Math.log10(total);
     const y = (v) => m.t + (Hh - m.t - m.b) * (1 - (Math.max(lo, Math.min(hi, v)) - lo) / (hi - lo));
     const p = nearest(pts, k);
-    const svg = svgEl("svg", { width: W, height: Hh, id: "circuit-curve", role: "img",
+    const svg = svgEl("svg", { width: W, height: Hh, viewBox: `0 0 ${W} ${Hh}`, id: "circuit-curve", role: "img",
       "aria-label": `Faithfulness curve: for ${pts.length} circuit sizes from ${pts[0]?.edges} to ${pts[pts.length - 1]?.edges} `
         + `edges (log scale), the share of the clean − ${baseline(doc)} difference recovered by the top edges and by random `
         + `edges; at ${p?.edges} edges ${percent(p?.faithfulness)} against ${percent(p?.random_faithfulness)}.` });
