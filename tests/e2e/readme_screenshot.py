@@ -27,6 +27,9 @@ TABS = [
     ("attention", "#attention-heads canvas", lambda p: p.select_option("#attention-layer", "5"),
      lambda p: p.locator("#attention-heads figure").first.click()),
     ("patch", "#patch-grid", None, None),
+    ("circuit", "#circuit-graph",
+     lambda p: p.fill("#circuit-corrupted", "When Mary and John went to the store, Mary gave a drink to"),
+     lambda p: p.locator("#circuit-graph .node[data-node*='.H']").last.click()),
     ("samples", "#tree", lambda p: (p.fill("#max_new_tokens", "8"), p.fill("#seed", "1")), None),
 ]
 

@@ -268,7 +268,8 @@ def test_13_one_target_for_the_page_reports_of_the_result_on_screen_and_drill_do
 
 TABS = [("predict", "#predict-table"), ("generate", "#gen-text .tok"), ("samples", "#tree"),
         ("explain", "#faithfulness"), ("lens", "#lens-grid"), ("components", "#components-grid"),
-        ("attention", "#attention-heads canvas"), ("patch", "#patch-grid"), ("training", "#training-table")]
+        ("attention", "#attention-heads canvas"), ("patch", "#patch-grid"), ("circuit", "#circuit-graph"),
+        ("training", "#training-table")]
 
 
 @pytest.mark.filterwarnings(IG_WARNING)

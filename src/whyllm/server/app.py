@@ -417,12 +417,20 @@ def create_app(model: Model, *, token: str | None = None, queue_size: int = 8,
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
     @app.get("/api/report/{result_id}", summary="The HTML report of a recent result (its id is the "
-             "`X-Whyllm-Result` header of the JSON answer): the result already computed, not a new run.")
-    async def report(result_id: str) -> Response:
+             "`X-Whyllm-Result` header of the JSON answer): the result already computed, not a new run; "
+             "format=graphml gives a circuit's graph as GraphML.")
+    async def report(result_id: str, fmt: Literal["html", "graphml"] = Query("html", alias="format")
+                     ) -> Response:
         result = app.state.results.get(result_id)
         if result is None:
             return _error(404, "UnknownResult", f"no recent result with id {result_id!r} (the server "
                           f"keeps the last {_KEEP_RESULTS}); run the analysis again")
+        if fmt == "graphml":
+            if not hasattr(result, "to_graphml"):
+                return _error(400, "InputError", f"a {result.kind} result has no graph; format=graphml "
+                              "is for circuits (use format=html)")
+            return Response(result.to_graphml(), media_type="application/graphml+xml", headers={
+                "content-disposition": f'attachment; filename="whyllm-{result.kind}.graphml"'})
         headers = {"content-security-policy": REPORT_CSP,
                    "content-disposition": f'inline; filename="whyllm-{result.kind}.html"'}
         return HTMLResponse(result.to_html(), headers=headers)

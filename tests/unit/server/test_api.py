@@ -150,6 +150,22 @@ def test_html_format_is_the_report(client):
     assert r.text.startswith("<!doctype html>") and "Next token after" in r.text
 
 
+def test_a_circuit_result_downloads_as_graphml_and_others_say_why_not(client):
+    body = {"prompt": "When Mary and John went out, John gave it to", "steps": 1, "sizes": [1, 4],
+            "random_samples": 1}
+    r = client.post("/api/circuit", json=body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    graph = client.get(f"/api/report/{r.headers['x-whyllm-result']}?format=graphml")
+    assert graph.status_code == 200 and graph.headers["content-type"].startswith("application/graphml+xml")
+    assert "attachment" in graph.headers["content-disposition"]
+    assert graph.text.count("<node ") == len(doc["nodes"]) and graph.text.count("<edge ") == len(doc["edges"])
+    other = client.post("/api/predict", json={"prompt": PROMPT}).headers["x-whyllm-result"]
+    refused = client.get(f"/api/report/{other}?format=graphml")
+    assert refused.status_code == 400 and "circuits" in refused.json()["detail"]
+    assert client.get(f"/api/report/{other}").text.startswith("<!doctype html>")
+
+
 def test_info_and_status(client, model):
     info = client.get("/api/info").json()
     assert info["model"] == model.name and info["n_layers"] == model.adapter.n_layers
