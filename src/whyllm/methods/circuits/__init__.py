@@ -26,7 +26,7 @@ from whyllm.errors import InputError, UnknownMethodError
 from whyllm.methods.circuits.graph import Graph, Node, build_graph
 from whyllm.methods.circuits.passes import ablation_pass, gradient_pass, writer_outputs
 from whyllm.methods.engine.args import check_int, default_token, same_length, target_and_foil
-from whyllm.methods.engine.direct import capture_direct, decompose
+from whyllm.methods.engine.direct import DirectActivations, capture_direct, decompose
 from whyllm.methods.engine.progress import Progress, report
 from whyllm.methods.engine.sweep import Metric
 from whyllm.model.base import Model, check_prompt
@@ -116,46 +116,30 @@ def _ablate(
 
 
 @torch.no_grad()
-def _neurons(
-    model: Model,
-    graph: Graph,
-    acts,
-    grads: list[Tensor],
-    tid: int,
-    fid: int | None,
-    mlps: list[int],
-    top_k: int,
-    mean_ablation: bool,
-) -> tuple[CircuitNeuron, ...]:
+def _neurons(model: Model, acts: DirectActivations, grads: list[Tensor], tid: int, fid: int | None,
+             mlps: list[int], top_k: int, mean_ablation: bool) -> tuple[CircuitNeuron, ...]:
     """Top neurons of the circuit's MLPs: (clean - corrupted activation) . gradient, with direct effects."""
     ad = model.adapter
     last = acts.outputs["final"].shape[1] - 1
-    decomposition = decompose(model, acts.at(last), tid, fid)
-    final = acts.outputs["final"][0, last].float()
-    frozen_final = ad.frozen_norm(ad.ln_final, final)
-    out = []
+    direct = decompose(model, acts.at(last), tid, fid).neuron_values
+    frozen_final = ad.frozen_norm(ad.ln_final, acts.outputs["final"][0, last])
+    found, vectors = [], []
     for layer in mlps:
         a = acts.inputs[f"neurons{layer}"].float()  # (batch, pos, d_mlp)
         base = _position_mean(a[:1])[0] if mean_ablation else a[1]
-        score = ((a[0] - base) * grads[layer]).sum(0)  # (d_mlp,)
-        w = ad.mlp_down_weight(layer).float()
+        score = ((a[0] - base) * grads[layer].float()).sum(0)  # (d_mlp,)
+        top = score.abs().topk(min(top_k, score.numel())).indices
+        w = ad.mlp_down_weight(layer)[top].float()  # (top, d_model): what each neuron writes per unit
         if ad.spec.mlp_post_norm:
             w = ad.frozen_norm(ad.part(layer, "mlp_out"), acts.inputs[f"mlp_post{layer}"][0, last])(w)
-        for n in score.abs().topk(min(top_k, score.numel())).indices.tolist():
-            logits = ad.unembed.weight.float() @ frozen_final(w[n])
-            tops = model.token_texts(logits.topk(5).indices.tolist())
-            out.append(
-                CircuitNeuron(
-                    f"L{layer}.mlp",
-                    layer,
-                    n,
-                    float(score[n]),
-                    float(decomposition.neuron_values[layer][n]),
-                    float(a[0, last, n]),
-                    tuple(tops),
-                )
-            )
-    return tuple(out)
+        vectors.append(frozen_final(w))
+        found += [(layer, n, float(score[n]), float(direct[layer][n]), float(a[0, last, n]))
+                  for n in top.tolist()]
+    if not found:
+        return ()
+    raised = (torch.cat(vectors) @ ad.unembed.weight.float().T).topk(5).indices  # one read of the unembedding
+    return tuple(CircuitNeuron(f"L{layer}.mlp", layer, n, sc, d, act, tuple(model.token_texts(ids.tolist())))
+                 for (layer, n, sc, d, act), ids in zip(found, raised, strict=True))
 
 
 def circuit(
@@ -246,22 +230,29 @@ def circuit(
         cum = values.abs().cumsum(0) / values.abs().sum().clamp_min(1e-30)
         edges = min(n_edges, int((cum < share - 1e-9).sum()) + 1)
 
-    gen = torch.Generator().manual_seed(seed)
-    keep = [torch.arange(k) for k in curve_sizes]
-    keep += [torch.randperm(n_edges, generator=gen)[:k] for k in curve_sizes for _ in range(random_samples)]
-    if edges is not None and edges not in curve_sizes:
-        keep.append(torch.arange(edges))
-    keep.append(torch.arange(0))  # everything ablated: the corrupted (or mean) run
-    n_pos = ids.shape[1]
-    masks = _masks(graph, idx, keep, n_pos if per_position else 1)
-    m = _ablate(model, graph, ids, base_writers, masks, metric, progress)
-    m_clean, m_corr = float(metric.from_logits(logits[:1])[0]), float(m[-1])
+    n_pos = ids.shape[1] if per_position else 1
+    m_clean = float(metric.from_logits(logits[:1])[0])
+    if corrupted_ids is not None:  # every edge ablated is exactly the corrupted run
+        m_corr = float(metric.from_logits(logits[1:2])[0])
+    else:
+        everything = _masks(graph, idx, [idx[:0, 0]], n_pos)
+        m_corr = float(_ablate(model, graph, ids, base_writers, everything, metric, None)[0])
     if not abs(m_clean - m_corr) > 1e-6 * max(1.0, abs(m_clean)):
         raise InputError(
             f"the clean and ablated runs give the same metric ({m_clean:.4g}); the corrupted "
             "input must change the answer for a circuit to carry it: choose another "
             "corrupted prompt, target or foil"
         )
+    gen = torch.Generator().manual_seed(seed)
+    keep = [torch.arange(k) for k in curve_sizes]
+    keep += [torch.randperm(n_edges, generator=gen)[:k] for k in curve_sizes for _ in range(random_samples)]
+    if edges is not None and edges not in curve_sizes:
+        keep.append(torch.arange(edges))
+    m = torch.full((len(keep),), m_clean, dtype=torch.float64)  # keeping every edge is the clean run
+    run = [i for i, k in enumerate(keep) if len(k) < n_edges]
+    if run:
+        m[run] = _ablate(model, graph, ids, base_writers, _masks(graph, idx, [keep[i] for i in run], n_pos),
+                         metric, progress).double()
     faith = (m - m_corr) / (m_clean - m_corr)
     k = len(curve_sizes)
     curve = faith[:k]
@@ -274,7 +265,7 @@ def circuit(
         faithfulness = float(curve[curve_sizes.index(edges)])
     else:
         chosen_by = "share" if share is not None else "edges"
-        faithfulness = float(curve[curve_sizes.index(edges)] if edges in curve_sizes else faith[-2])
+        faithfulness = float(curve[curve_sizes.index(edges)] if edges in curve_sizes else faith[-1])
 
     in_circuit = idx[:edges]
     mlp_layers = sorted(
@@ -289,9 +280,7 @@ def circuit(
             if graph.nodes[graph.writers[int(w)]].kind == "mlp"
         }
     )
-    top = _neurons(
-        model, graph, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None
-    )
+    top = _neurons(model, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None)
     nodes, source, target_idx = _graph_nodes(graph, idx, per_position, n_pos)
     tokens = tuple(model.token_texts(ids[0]))
     return CircuitResult(

@@ -27,6 +27,7 @@ from whyllm.methods.engine.direct import DirectActivations
 from whyllm.methods.engine.sweep import Metric
 from whyllm.model.base import Model
 from whyllm.model.hooks import capture, intervene
+from whyllm.model.patches import frozen
 
 __all__ = ["Gradients", "ablation_pass", "gradient_pass", "work_dtype", "writer_outputs"]
 
@@ -128,6 +129,7 @@ def gradient_pass(model: Model, graph: Graph, embeds: Tensor, metric: Metric, ro
     downs = {str(layer): ad.part(layer, "mlp_down") for layer in range(ad.n_layers)}
     with ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
+        stack.enter_context(frozen(model))  # no weight gradients; the fast attention backward on CPU
         got = {k: stack.enter_context(capture(sites[k], inputs=True)) for k in ("block_in", "ln2_in")}
         proj_out = stack.enter_context(capture(proj_mods, detach=False))
         mlp_in = stack.enter_context(capture(mlps, inputs=True, detach=False))
@@ -193,24 +195,24 @@ def ablation_pass(
     rows = ablate.shape[1]
     sites = _sites(model)
     dt = work_dtype(model)
-    out = torch.zeros(len(graph.writers), rows, ids.shape[1], ad.d_model, dtype=dt)  # filled in forward order
+    # what each writer wrote in this run minus in the corrupted run, filled in forward order
+    delta = torch.zeros(len(graph.writers), rows, ids.shape[1], ad.d_model, dtype=dt)
     done = [0]  # writers filled so far
     end_of = {(e.layer, e.port, e.head): i for i, e in enumerate(graph.ends)}
-    pos = ids.shape[1]
+
+    def write(value: Tensor) -> None:
+        """Store the next writer(s)' outputs ``(n, rows, pos, d_model)``."""
+        n = done[0]
+        delta[n : n + len(value)] = value.to(dt) - corrupted[n : n + len(value), None]
+        done[0] = n + len(value)
 
     def removed(ends: list[int]) -> Tensor:
         """``(len(ends), rows, pos, d_model)``: what ablation takes out of each end's input."""
         n = done[0]
-        delta = out[:n] - corrupted[:n, None]  # (writer, rows, pos, d_model)
         mask = ablate[ends][:, :, :n].to(dt)
-        return torch.einsum("erwp,wrpm->erpm", mask.expand(*mask.shape[:3], pos), delta)
-
-    def fill(layer: int, got: dict[str, dict[str, Tensor]]) -> None:
-        """Store this run's heads of ``layer`` (once its attention ran)."""
-        start = done[0]
-        heads = _heads_out(model, layer, got["z"][str(layer)], got["post_in"].get(str(layer)))
-        out[start : start + ad.n_heads] = heads
-        done[0] = start + ad.n_heads
+        if mask.shape[-1] == 1:  # positions merged: one mask for every position
+            return torch.einsum("erw,wrpm->erpm", mask[..., 0], delta[:n])
+        return torch.einsum("erwp,wrpm->erpm", mask, delta[:n])
 
     def project(layer: int, w: Tensor, bias: Tensor | None, ends_: list[tuple[str, int, slice]], got):
         def fn(y: Tensor) -> Tensor:
@@ -228,23 +230,22 @@ def ablation_pass(
 
     def mlp_input(layer: int, got):
         def fn(h: Tensor) -> Tensor:
-            fill(layer, got)
+            write(_heads_out(model, layer, got["z"][str(layer)], got["post_in"].get(str(layer))))
             x = got["block_in"][str(layer)] if ad.parallel_residual else got["ln2_in"][str(layer)]
             return ad.part(layer, "ln2")(x - removed([end_of[(layer, "in", None)]])[0].to(x.dtype))
 
         return fn
 
     def record_mlp(h: Tensor) -> Tensor:
-        out[done[0]] = h.to(dt)
-        done[0] += 1
+        write(h[None])
         return h
 
     def final(x: Tensor) -> Tensor:
         return x - removed([len(graph.ends) - 1])[0].to(x.dtype)
 
     def embed(x: Tensor) -> Tensor:
-        out[0] = x.to(dt)
-        done[0] = 1
+        done[0] = 0
+        write(x[None])
         return x
 
     with ExitStack() as stack:
