@@ -381,3 +381,54 @@ def _(r: CircuitResult) -> str:
         f"{table(['#', 'from', 'to', 'input', 'score', 'in circuit'], edge_rows)}"
         f"<h3>nodes of the circuit</h3>{_node_rows(r)}"
     )
+
+
+# ---- PNG --------------------------------------------------------------------------------------
+@dispatch.figure.register
+def _(r: CircuitResult):
+    """The circuit's graph (its edges, width = |score|, red helps / blue hurts) and the faithfulness curve."""
+    from matplotlib.figure import Figure
+
+    pos, width, height = _layout(r)
+    n = min(r.circuit_edges, _MAX_DRAWN)
+    fig = Figure(figsize=(max(7.0, 0.35 * width + 4.5), max(4.0, 0.32 * height + 1.5)))
+    graph, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [max(2.0, width / 6), 1.4]})
+    scale = max(float(r.scores[:n].abs().max()) if n else 0.0, 1e-12)
+    for k in range(n):
+        (x1, y1), (x2, y2) = pos[int(r.edge_source[k])], pos[int(r.edge_target[k])]
+        score = float(r.scores[k])
+        graph.plot([x1, x2], [y1, y2], color="#c62828" if score > 0 else "#1565c0", alpha=0.75,
+                   linewidth=0.5 + 4.0 * abs(score) / scale, zorder=1)
+    used = set(r.edge_source[:n].tolist()) | set(r.edge_target[:n].tolist())
+    for i in used:
+        node = r.nodes[i]
+        x, y = pos[i]
+        label = node.id.split(".", 1)[-1] if node.kind in ("head", "kv", "mlp") else node.id.split("@")[0]
+        graph.text(x, y, label, ha="center", va="center", fontsize=6, zorder=2,
+                   bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#555", "lw": 0.5})
+    graph.set_yticks(range(height), ["embed", *(f"L{layer}" for layer in range(height - 2)), "logits"],
+                     fontsize=6)
+    graph.set_xticks([])
+    graph.set_xlim(-1, width)
+    graph.set_ylim(-0.6, height - 0.4)
+    graph.set_ylabel("layer (bottom to top)", fontsize=8)
+    graph.set_title(f"top {r.circuit_edges} edges ({r.method}); red helps {visible(r.target_token)!r}, blue "
+                    "works against it", fontsize=8)
+    sizes = list(r.curve_sizes)
+    curve.plot(sizes, r.curve.tolist(), marker="o", color="#c62828", label="top-scored circuits")
+    if r.random_curve is not None:
+        mean, std = r.random_curve.tolist(), r.random_std.tolist()
+        curve.plot(sizes, mean, marker="o", color="#777", label="random circuits (mean ± sd)")
+        curve.fill_between(sizes, [m - s for m, s in zip(mean, std, strict=True)],
+                           [m + s for m, s in zip(mean, std, strict=True)], color="#999", alpha=0.3)
+    curve.axhline(1.0, color="#bbb", linestyle="--", linewidth=0.8)
+    curve.axhline(0.0, color="#bbb", linewidth=0.8)
+    curve.axvline(r.circuit_edges, color="#444", linestyle=":", linewidth=0.8)
+    curve.set_xscale("log")
+    curve.set_xlabel("edges kept (log scale)", fontsize=8)
+    curve.set_ylabel("normalised faithfulness (1 = clean, 0 = ablated)", fontsize=8)
+    curve.tick_params(labelsize=7)
+    curve.legend(fontsize=7, loc="upper left")
+    curve.set_title(f"{_pct(r.faithfulness)} recovered by the circuit", fontsize=8)
+    fig.tight_layout()
+    return fig
