@@ -843,8 +843,8 @@ function attnCanvas(m, tokens, px, hover, labelled, name) {
 // BertViz-style: queries in the left column, keys in the right, one line per (query, key) whose opacity is
 // the attention weight. Hover or focus a token to keep only its lines; the arrow keys move between tokens
 // (one tab stop for the whole view), and a live region reads the focused token's strongest links.
-const LINE_MIN = 0.02;   // lighter links are not drawn
-const LINE_MAX_PER_QUERY = 12;   // at most this many keys per query: long prompts stay light
+const LINE_MIN = 0.005;   // lighter links are not drawn
+const LINE_MAX_PER_QUERY = 12;   // the strongest keys of each query only: long prompts stay light
 function lineLinks(m) {   // [q, k, w] for each drawn line, strongest keys of each query first
   const links = [];
   m.forEach((row, q) => row.map((w, k) => [q, k, w]).filter((x) => x[2] >= LINE_MIN)
@@ -866,7 +866,8 @@ function lineView(m, tokens, name) {
   const mark = add(svg, "rect", { class: "line-mark", x: 0, y: 0, width: 0, height: row, rx: 3 });
   const g = add(svg, "g", { "aria-hidden": "true" });
   const lines = links.map(([q, k, w]) => add(g, "line", { x1: xq + 4, y1: q * row + row / 2 + 3, x2: xk - 4, y2: k * row + row / 2 + 3,
-    stroke: "#5b21b6", "stroke-width": 1.6, "stroke-opacity": Math.min(1, w).toFixed(3), "data-q": q, "data-k": k }));
+    stroke: "#5b21b6", "stroke-width": 1.6, "stroke-opacity": Math.min(1, w).toFixed(3), style: `--w:${Math.min(1, w).toFixed(3)}`,
+    "data-q": q, "data-k": k }));
   const labels = { q: [], k: [] };
   tokens.forEach((t, i) => {
     const label = visible(t).slice(0, 14);
@@ -877,7 +878,7 @@ function lineView(m, tokens, name) {
     }
   });
   const detail = el("p", { class: "hover", id: "attn-line-detail", "aria-live": "polite",
-    text: `All links of ${name} at or above ${LINE_MIN} (at most ${LINE_MAX_PER_QUERY} per query). Hover or focus a token to keep only its lines.` });
+    text: `The ${LINE_MAX_PER_QUERY} strongest keys of each query (weights from ${LINE_MIN}). Hover or focus a token to keep only its lines.` });
   let active = state.attnLine && state.attnLine.i < n ? state.attnLine : { col: "q", i: n - 1 };
   labels[active.col][active.i].setAttribute("tabindex", "0");
   const show = (col, i) => {   // keep only the lines of one token, and say its strongest links in words
@@ -913,7 +914,7 @@ function lineView(m, tokens, name) {
   return el("div", { class: "lineview", id: "attn-lines" },
     el("h4", { text: `Line view of ${name}` }),
     el("p", { class: "dim", text: "Left: each query token (the position attending); right: each key token (attended to). "
-      + "A line's opacity is the attention weight. Hover a token, or Tab into the view and use the arrow keys "
+      + "A line's opacity is the attention weight (a focused token's lines are drawn stronger). Hover a token, or Tab into the view and use the arrow keys "
       + "(← queries, → keys, Esc shows all), to keep only its lines." }),
     el("div", { class: "lineview-cols dim", "aria-hidden": "true" }, el("span", { text: "queries" }), el("span", { text: "keys" })),
     el("div", { class: "lineview-scroll" }, svg), detail);
