@@ -14,11 +14,11 @@ from whyllm.render import dispatch
 from whyllm.render.html import esc, heat_color, signed_bar, table
 from whyllm.render.terminal import token_cell
 from whyllm.render.text import visible
-from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
+from whyllm.results.attribution import AttributionResult, EvaluationResult, Faithfulness, Unit
 
 __all__ = [
     "by_magnitude", "deletion_svg", "heat_style", "method_name", "pieces", "plain_words", "position",
-    "random_words",
+    "random_sentence", "random_words", "target_free",
 ]
 
 _TOP = 10
@@ -73,7 +73,7 @@ def pieces(r: AttributionResult) -> list[tuple[str, float | None, Unit | None]]:
 
 
 def _title(r: AttributionResult) -> str:
-    if r.method in _TARGET_FREE:  # the scores ignore the target: do not present them as its reasons
+    if target_free(r.method):  # the scores ignore the target: do not present them as its reasons
         return (f"where the model looks: {method_name(r.method)} by {r.granularity} "
                 f"(independent of the target and foil)")
     what = f"{r.target!r}" + (f" rather than {r.foil!r}" if r.foil is not None else "")
@@ -106,12 +106,21 @@ def plain_words(r: AttributionResult) -> str | None:
             f"{before:.2f} to {after:.2f}; with every unit removed it is {f.empty_score:.2f}")
 
 
+def target_free(method: str) -> bool:
+    """Whether a method's scores ignore the target and foil (its views never say "why X rather than Y")."""
+    return method in _TARGET_FREE
+
+
 def random_words(r: AttributionResult) -> str | None:
     """The deletion curve against its random-order baseline, in one sentence (``None`` without one)."""
-    f = r.faithfulness
+    return random_sentence(r.faithfulness, contrast=r.foil is not None)
+
+
+def random_sentence(f: Faithfulness | None, contrast: bool) -> str | None:
+    """:func:`random_words` from the faithfulness alone (``contrast``: f is a target − foil margin)."""
     if f is None or f.random_deletion_auc is None:
         return None
-    what = "the margin" if r.foil is not None else "the target's log-probability"
+    what = "the margin" if contrast else "the target's log-probability"
     auc, rand = f.deletion_auc, f.random_deletion_auc
     verdict = "faster than" if auc < rand else "no faster than"
     return (f"deleting in the method's order lowers {what} {verdict} random order: deletion AUC {auc:.2f} vs "
