@@ -25,7 +25,8 @@ TABS = [
      lambda p: p.locator("#lens-grid tr").nth(8).locator("td").last.click()),
     ("components", "#components-grid", None, None),
     ("attention", "#attention-heads canvas", lambda p: p.select_option("#attention-layer", "5"),
-     lambda p: p.locator("#attention-heads figure").first.click()),
+     lambda p: (p.locator("#attention-heads figure").first.click(), p.check("#attention-sink"),
+                p.locator("#attn-lines svg text[tabindex='0']").focus())),
     ("patch", "#patch-grid", None, None),
     ("samples", "#tree", lambda p: (p.fill("#max_new_tokens", "8"), p.fill("#seed", "1")), None),
 ]
