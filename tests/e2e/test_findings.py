@@ -266,7 +266,9 @@ def test_12_attention_has_labels_a_line_view_a_sink_toggle_and_a_table(page):
 def test_12_the_line_view_works_by_keyboard_and_hover_and_follows_the_sink_toggle(page):
     page.fill("#prompt", " ".join(["Mary and John went to the store"] * 10))  # a long prompt: ~71 tokens
     run_tab(page, "attention", "#attention-heads canvas")
+    assert "for its line view" in page.inner_text("#attn-lines-hint")  # all heads: choose one
     page.select_option("#attention-head", "1")
+    assert page.locator("#attn-lines-hint").count() == 0
     view = page.locator("#attn-lines svg")
     n = page.locator("#attn-table tr").count() - 1
     assert n > 60 and view.locator("text").count() == 2 * n

@@ -797,6 +797,8 @@ function drawAttention() {
     text: ` · ${tokens.length} positions${doc.offset ? ` (the last ${tokens.length}; earlier keys cut)` : ""}` })),
   hover, el("div", { class: "heads", id: "attention-heads" }, figs),
   legend("attn", "0", hideSink ? "row max" : "1", "row: query position · column: key position" + (single ? "" : " · click a head to enlarge it"))];
+  if (!single) parts.push(el("p", { class: "dim", id: "attn-lines-hint", text: "Choose one head (the head menu above, or click a "
+    + "thumbnail) for its line view and its table of each query's strongest keys." }));
   if (single) {
     const [h] = shown[0];
     const m = attnMatrix(h.pattern, hideSink);
