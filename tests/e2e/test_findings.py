@@ -217,10 +217,32 @@ def test_11_faithfulness_in_words_with_the_deletion_curve(page):
     run_tab(page, "explain", "#faithfulness")
     words = page.inner_text("#faith-words")
     assert words.startswith("Removing") and "log p(␣Mary) − log p(␣John)" in words and "goes from" in words
-    assert page.locator("#deletion-curve polyline").count() == 1
-    assert page.locator("#deletion-curve line[stroke-dasharray]").count() == 1  # the reference line
-    assert "Deletion curve" in page.get_attribute("#deletion-curve", "aria-label")
+    assert page.locator("#deletion-curve polyline").count() == 2  # the method's order and random order
+    assert page.locator("#deletion-curve #random-curve[stroke-dasharray]").count() == 1
+    label = page.get_attribute("#deletion-curve", "aria-label")
+    assert "Deletion curve" in label and "for random order" in label
     assert "nats" in page.inner_text("#faithfulness")
+
+
+@pytest.mark.filterwarnings(IG_WARNING)
+def test_11_the_deletion_curve_is_drawn_against_a_random_order_baseline(page):
+    page.fill("#prompt", PROMPT)
+    page.click("#tabs [data-tab=explain]")
+    page.select_option("#explain-method", "occlusion")
+    page.fill("#explain-target", "␣Mary")
+    page.fill("#explain-foil", "␣John")
+    run_tab(page, "explain", "#faithfulness")
+    words = page.inner_text("#random-words")
+    m = re.search(r"lowers the margin (faster|no faster) than random order: "
+                  r"deletion AUC (-?[\d.]+) vs (-?[\d.]+)", words)
+    assert m and "mean of 3 random orders" in words, words
+    auc, rand = float(m.group(2)), float(m.group(3))
+    assert (m.group(1) == "faster") == (auc < rand)
+    assert page.locator("#deletion-curve line[stroke-dasharray]").count() == 0  # replaced by the baseline
+    ys = page.locator("#deletion-curve polyline").evaluate_all(
+        "ps => ps.map(p => p.getAttribute('points').split(' ').map(xy => Number(xy.split(',')[1])))")
+    assert len(ys[0]) == len(ys[1]) and ys[0][0] == ys[1][0] and ys[0][-1] == ys[1][-1]  # same ends
+    assert "Orange dashed: in random order" in page.inner_text("#faithfulness figcaption")
 
 
 def test_12_attention_has_labels_a_line_view_a_sink_toggle_and_a_table(page):
@@ -239,6 +261,47 @@ def test_12_attention_has_labels_a_line_view_a_sink_toggle_and_a_table(page):
         strongest = page.locator("#attn-table tr").nth(q + 1).locator("td").first.text_content()
         assert not strongest.startswith("0: ") and strongest.endswith("1.00"), strongest
     assert "row max" in page.inner_text("#out-attention .legend")
+
+
+def test_12_the_line_view_works_by_keyboard_and_hover_and_follows_the_sink_toggle(page):
+    page.fill("#prompt", " ".join(["Mary and John went to the store"] * 10))  # a long prompt: ~71 tokens
+    run_tab(page, "attention", "#attention-heads canvas")
+    assert "for its line view" in page.inner_text("#attn-lines-hint")  # all heads: choose one
+    page.select_option("#attention-head", "1")
+    assert page.locator("#attn-lines-hint").count() == 0
+    view = page.locator("#attn-lines svg")
+    n = page.locator("#attn-table tr").count() - 1
+    assert n > 60 and view.locator("text").count() == 2 * n
+    assert "Line view of L0.H1" in view.get_attribute("aria-label") and view.get_attribute("role") == "group"
+    lines = view.locator("line")
+    assert n < lines.count() <= 12 * n  # the 12 strongest keys per query: long prompts stay light
+    opacity = [float(x) for x in lines.evaluate_all("ls => ls.map(l => l.getAttribute('stroke-opacity'))")]
+    assert min(opacity) >= 0.005 and max(opacity) <= 1  # opacity = weight
+    focusable = view.locator("text[tabindex='0']")
+    assert focusable.count() == 1  # one tab stop for the whole view (roving focus)
+    focusable.focus()
+    last = n - 1
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')").startswith(f"query {last}:")
+    detail = page.inner_text("#attn-line-detail")
+    assert detail.startswith(f"Query {last} (") and "attends most to" in detail
+    on = view.locator("line.on")
+    assert on.count() >= 1 and all(q == str(last) for q in on.evaluate_all("ls => ls.map(l => l.dataset.q)"))
+    page.keyboard.press("ArrowUp")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')").startswith(f"query {last - 1}:")
+    page.keyboard.press("Home")
+    page.keyboard.press("ArrowRight")  # to the keys' column: key 0 (the first token) and its queries
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')").startswith("key 0:")
+    assert "is attended most by" in page.inner_text("#attn-line-detail")
+    assert set(view.locator("line.on").evaluate_all("ls => ls.map(l => l.dataset.k)")) == {"0"}
+    page.keyboard.press("Escape")
+    assert view.locator("line.on").count() == 0 and "focusing" not in (view.get_attribute("class") or "")
+    sink = view.locator("line[data-k='0']").count()
+    page.check("#attention-sink")  # the first-token sink drops out of the line view too
+    view = page.locator("#attn-lines svg")
+    assert sink > 0 and view.locator("line[data-k='0']").count() == 0
+    view.locator("text[data-col=q]").nth(5).hover()  # hover: the same highlighting as focus
+    assert set(view.locator("line.on").evaluate_all("ls => ls.map(l => l.dataset.q)")) == {"5"}
+    assert page.locator("#attn-table").count() == 1  # the table alternative stays
 
 
 def test_13_one_target_for_the_page_reports_of_the_result_on_screen_and_drill_down(page):

@@ -14,9 +14,12 @@ from whyllm.render import dispatch
 from whyllm.render.html import esc, heat_color, signed_bar, table
 from whyllm.render.terminal import token_cell
 from whyllm.render.text import visible
-from whyllm.results.attribution import AttributionResult, EvaluationResult, Unit
+from whyllm.results.attribution import AttributionResult, EvaluationResult, Faithfulness, Unit
 
-__all__ = ["by_magnitude", "deletion_svg", "heat_style", "method_name", "pieces", "plain_words", "position"]
+__all__ = [
+    "by_magnitude", "deletion_svg", "heat_style", "method_name", "pieces", "plain_words", "position",
+    "random_sentence", "random_words", "target_free",
+]
 
 _TOP = 10
 
@@ -70,7 +73,7 @@ def pieces(r: AttributionResult) -> list[tuple[str, float | None, Unit | None]]:
 
 
 def _title(r: AttributionResult) -> str:
-    if r.method in _TARGET_FREE:  # the scores ignore the target: do not present them as its reasons
+    if target_free(r.method):  # the scores ignore the target: do not present them as its reasons
         return (f"where the model looks: {method_name(r.method)} by {r.granularity} "
                 f"(independent of the target and foil)")
     what = f"{r.target!r}" + (f" rather than {r.foil!r}" if r.foil is not None else "")
@@ -103,11 +106,29 @@ def plain_words(r: AttributionResult) -> str | None:
             f"{before:.2f} to {after:.2f}; with every unit removed it is {f.empty_score:.2f}")
 
 
+def target_free(method: str) -> bool:
+    """Whether a method's scores ignore the target and foil (its views never say "why X rather than Y")."""
+    return method in _TARGET_FREE
+
+
+def random_words(r: AttributionResult) -> str | None:
+    """The deletion curve against its random-order baseline, in one sentence (``None`` without one)."""
+    return random_sentence(r.faithfulness, contrast=r.foil is not None)
+
+
+def random_sentence(f: Faithfulness | None, contrast: bool) -> str | None:
+    """:func:`random_words` from the faithfulness alone (``contrast``: f is a target − foil margin)."""
+    if f is None or f.random_deletion_auc is None:
+        return None
+    what = "the margin" if contrast else "the target's log-probability"
+    auc, rand = f.deletion_auc, f.random_deletion_auc
+    verdict = "faster than" if auc < rand else "no faster than"
+    return (f"deleting in the method's order lowers {what} {verdict} random order: deletion AUC {auc:.2f} vs "
+            f"{rand:.2f} (mean of {f.random_orders} random orders; lower is faster)")
+
+
 def _faith_lines(r: AttributionResult) -> list[str]:
-    lines = []
-    words = plain_words(r)
-    if words:
-        lines.append(words)
+    lines = [line for line in (plain_words(r), random_words(r)) if line]
     if r.steps is not None:
         err = f", completeness error {r.completeness_error:.2%}" if r.completeness_error is not None else ""
         lines.append(f"integrated gradients: {r.steps} steps{err}")
@@ -199,14 +220,14 @@ def _heat_html(r: AttributionResult) -> str:
 def deletion_svg(r: AttributionResult, width: int = 300, height: int = 150) -> str:
     """Return the deletion curve as inline SVG ("" when faithfulness was not computed).
 
-    f as the top units are removed (blue) against the straight line between no unit and every unit
-    removed (dashed).
+    f as the top units are removed (solid blue) against the random-order baseline (dashed orange), or,
+    in documents without one, the straight line between no unit and every unit removed (dashed grey).
     """
     f = r.faithfulness
     if f is None or len(f.deletion_scores) < 2:
         return ""
-    xs, ys = f.deletion_fractions, f.deletion_scores
-    lo, hi = min(*ys, 0.0), max(*ys, 0.0)
+    xs, ys, rand = f.deletion_fractions, f.deletion_scores, f.random_deletion_scores
+    lo, hi = min(*ys, *(rand or ()), 0.0), max(*ys, *(rand or ()), 0.0)
     span = (hi - lo) or 1.0
     left, bottom = 40, 22
 
@@ -216,21 +237,31 @@ def deletion_svg(r: AttributionResult, width: int = 300, height: int = 150) -> s
     def y(v: float) -> float:
         return 8 + (hi - v) / span * (height - bottom - 8)
 
-    points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, ys, strict=True))
-    label = (f"deletion curve: f falls from {ys[0]:.2f} to {ys[-1]:.2f} as the top-ranked units are removed")
+    def line(values: tuple[float, ...], style: str) -> str:
+        points = " ".join(f"{x(a):.1f},{y(b):.1f}" for a, b in zip(xs, values, strict=True))
+        return f'<polyline points="{points}" fill="none" {style}/>'
+
+    label = f"deletion curve: f falls from {ys[0]:.2f} to {ys[-1]:.2f} as the top-ranked units are removed"
+    if rand is None:
+        reference = (f'<line x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(ys[0]):.1f}" y2="{y(ys[-1]):.1f}" '
+                     'stroke="#57606a" stroke-dasharray="4 3"/>')
+        key = "dashed: the straight line between the ends; a faithful ranking falls below it early"
+    else:
+        reference = line(rand, 'stroke="#bc4c00" stroke-width="2" stroke-dasharray="5 3"')
+        label += f"; deletion AUC {f.deletion_auc:.2f} against {f.random_deletion_auc:.2f} for random order"
+        key = (f"orange dashed: units removed in random order (mean of {f.random_orders}); a faithful "
+               "ranking falls below it")
+    curve = line(ys, 'stroke="#0969da" stroke-width="2"')
     return (
         f'<svg role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" style="display:block;margin:.4em 0">'
         f'<line x1="{left}" x2="{width - 8}" y1="{y(0):.1f}" y2="{y(0):.1f}" stroke="#8c959f"/>'
-        f'<line x1="{x(0):.1f}" x2="{x(1):.1f}" y1="{y(ys[0]):.1f}" y2="{y(ys[-1]):.1f}" stroke="#57606a" '
-        'stroke-dasharray="4 3"/>'
-        f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="2"/>'
+        f"{reference}{curve}"
         f'<text x="2" y="{y(hi) + 4:.1f}" font-size="10">{hi:.1f}</text>'
         f'<text x="2" y="{y(lo):.1f}" font-size="10">{lo:.1f}</text>'
-        f'<text x="{left}" y="{height - 6}" font-size="10">0% … share of units removed (top first) … 100%'
-        "</text>"
-        "</svg><p class='legend'>blue: f as units are removed in the method's order · dashed: the straight "
-        "line between the ends; a faithful ranking falls below it early</p>"
+        f'<text x="{left}" y="{height - 6}" font-size="10">0% … share of units removed … 100%</text>'
+        f"</svg><p class='legend'>f (nats) as units are removed · blue: in the method's order (top first) · "
+        f"{key}</p>"
     )
 
 

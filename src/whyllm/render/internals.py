@@ -12,6 +12,7 @@ from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from torch import Tensor
 
 from whyllm.render import dispatch
 from whyllm.render.html import PROB_LEGEND, bar, esc, heat_color, prob_color, signed_bar, tok
@@ -19,7 +20,7 @@ from whyllm.render.terminal import prob_style
 from whyllm.render.text import fmt_prob, shorten, visible
 from whyllm.results.internals import AttentionResult, ComponentsResult, LensResult, PatchResult
 
-__all__ = ["attention_heatmap", "patch_rows", "signed_style"]
+__all__ = ["attention_heatmap", "attention_lines_svg", "patch_rows", "signed_style"]
 
 _MAX_COLS = 10  # positions shown in terminal grids (the last ones): fits 80 columns
 _MAX_LENS_COLS = 8
@@ -246,6 +247,51 @@ def _attn_td(w: float) -> str:
     return f"<td title='{w:.3f}' style='background:rgba(91,33,182,{w:.3f})'></td>"
 
 
+_LINES_PER_QUERY = 12  # the line view draws each query's strongest keys only (as the explorer does)
+_LINE_MIN = 0.005
+# CSS-only highlighting (reports run no script): hovering a query's label keeps only its lines
+_LINES_CSS = ("<style>.whyllm svg.lines:hover g.q line{opacity:.06}"
+              ".whyllm svg.lines g.q:hover line{opacity:1;stroke-width:2.2}"
+              ".whyllm svg.lines g.q:hover text{font-weight:700;fill:#0550ae}</style>")
+
+
+def attention_lines_svg(pattern: Tensor, tokens: tuple[str, ...], name: str) -> str:
+    """One head's pattern as a BertViz-style line view in inline SVG: queries left, keys right.
+
+    Each query's :data:`_LINES_PER_QUERY` strongest keys (weight at least 0.005) get a line whose opacity
+    is the weight; hovering a query keeps only its lines (CSS, no script).
+    """
+    n = len(tokens)
+    row = 12 if n > 120 else 14 if n > 48 else 18
+    width, xq, xk = 460, 150, 310
+    y = [p * row + row / 2 + 3 for p in range(n)]  # a token's line ends; its label's baseline is 4 lower
+    groups = []
+    for q in range(n):
+        top = pattern[q].topk(min(_LINES_PER_QUERY, n))
+        weights = zip(top.values.tolist(), top.indices.tolist(), strict=True)
+        lines = "".join(
+            f'<line x1="{xq + 4}" y1="{y[q]:.1f}" x2="{xk - 4}" y2="{y[k]:.1f}" '
+            f'stroke="#5b21b6" stroke-width="1.6" stroke-opacity="{min(1.0, w):.3f}"/>'
+            for w, k in weights if w >= _LINE_MIN)
+        label = (f'<text x="{xq}" y="{y[q] + 4:.1f}" text-anchor="end">'
+                 f"{esc(shorten(visible(tokens[q]), 14))}</text>")
+        groups.append(f'<g class="q">{lines}{label}</g>')
+    keys = "".join(f'<text x="{xk}" y="{y[k] + 4:.1f}">{esc(shorten(visible(t), 14))}</text>'
+                   for k, t in enumerate(tokens))
+    label = (f"Line view of {name}: each of the {n} query tokens (left) joined to its strongest keys "
+             "(right); opacity is the attention weight")
+    height, font = row * n + 6, 12 if row > 14 else row - 3
+    return (
+        f"<h2>Line view of {esc(name)}</h2>{_LINES_CSS}<div class='scroll'>"
+        f'<svg class="lines" role="img" aria-label="{esc(label)}" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="{font}">'
+        f"{''.join(groups)}{keys}</svg></div>"
+        "<p class='legend'>left: queries (the positions attending) · right: keys (attended to) · a line's "
+        f"opacity is the weight (the {_LINES_PER_QUERY} strongest keys of each query) · hover a query to "
+        "keep only its lines · the grid above shows the same weights (hover a cell for its value)</p>"
+    )
+
+
 @dispatch.html.register
 def _(r: AttentionResult) -> str:
     i, j = _chosen(r, None, None)
@@ -263,7 +309,7 @@ def _(r: AttentionResult) -> str:
         f"<h2>Attention of <span class='prompt'>{esc(r.prompt)}</span>: L{r.layers[i]}.H{r.heads[j]}</h2>"
         f"<div class='scroll'><table><tr><th>query \\ key</th>{head}</tr>{rows}</table></div>"
         "<p class='legend'>weight <span class='ramp attn'></span> 0 to 1 (the most important head shown)</p>"
-        + _importance_html(r)
+        + attention_lines_svg(pat, r.tokens, f"L{r.layers[i]}.H{r.heads[j]}") + _importance_html(r)
     )
 
 

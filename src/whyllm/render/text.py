@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LOW_PROB", "fmt_prob", "prob_log_rgba", "prob_rgba", "shorten", "signed_rgba", "visible"]
+__all__ = ["LOW_PROB", "fmt_prob", "prob_log_rgba", "shorten", "signed_rgba", "visible"]
 
 LOW_PROB = 0.1  # picks below this probability are marked as unlikely
 
@@ -31,11 +31,6 @@ def shorten(text: str, n: int) -> str:
 def fmt_prob(p: float, exp_digits: int = 1) -> str:
     """Format a probability compactly: ``0.734``, ``0.002``, ``3.1e-05`` (``exp_digits`` after the point)."""
     return f"{p:.3f}" if p >= 0.001 or p == 0 else f"{p:.{exp_digits}e}"
-
-
-def prob_rgba(p: float) -> tuple[int, int, int, float]:
-    """The probability colour of every view: green, stronger when likelier; red under :data:`LOW_PROB`."""
-    return (34, 197, 94, 0.15 + 0.6 * p) if p >= LOW_PROB else (239, 68, 68, 0.55)
 
 
 def prob_log_rgba(p: float) -> tuple[int, int, int, float]:

@@ -423,16 +423,15 @@ def _top_parts(cks: list[dict[str, Any]], n: int = 6) -> list[str]:
 def _lens_heatmap(ax, doc: dict[str, Any]) -> None:
     import numpy as np
 
-    from whyllm.render.plot import _cmap, prob_rgb
+    from whyllm.render.plot import prob_cmap, prob_norm
 
     cks = doc["checkpoints"]
     grid = np.array([c["lens"] for c in cks]).T  # (layer, checkpoint)
     ax.imshow(
         grid,
         aspect="auto",
-        cmap=_cmap(prob_rgb, 0, 1, "whyllm_prob"),
-        vmin=0,
-        vmax=1,
+        cmap=prob_cmap(),
+        norm=prob_norm(),
         interpolation="nearest",
         origin="lower",
     )

@@ -62,6 +62,10 @@ class Faithfulness:
         full_score / empty_score: ``f`` on the real input and with every unit removed.
         replacement: what removed tokens were replaced by (``"mean"``: the mean token embedding, the
             default for every method; else the run's explicit baseline).
+        random_deletion_scores: the random-order baseline of the deletion curve: ``f`` at the same
+            fractions with units removed in ``random_orders`` seeded random orders, averaged; ``None``
+            in documents written before it existed.
+        random_orders: how many random orders were averaged (0 when there is no baseline).
     """
 
     fractions: tuple[float, ...]
@@ -72,12 +76,18 @@ class Faithfulness:
     full_score: float
     empty_score: float
     replacement: str = "mean"
+    random_deletion_scores: tuple[float, ...] | None = None
+    random_orders: int = 0
 
     def __post_init__(self) -> None:
         if not len(self.fractions) == len(self.comprehensiveness_at) == len(self.sufficiency_at):
             raise ValueError("faithfulness needs one comprehensiveness and sufficiency value per fraction")
         if len(self.deletion_fractions) != len(self.deletion_scores) or len(self.deletion_scores) < 2:
             raise ValueError("the deletion curve needs matching fractions and scores (at least 2 points)")
+        rand = self.random_deletion_scores
+        if rand is not None and (len(rand) != len(self.deletion_scores) or self.random_orders < 1):
+            raise ValueError("the random-order baseline needs one score per deletion fraction and at least "
+                             f"one order, got {len(rand)} scores and {self.random_orders} orders")
 
     @property
     def comprehensiveness(self) -> float:
@@ -92,7 +102,15 @@ class Faithfulness:
     @property
     def deletion_auc(self) -> float:
         """Area under ``f(x without top t) - f(x)`` for t in [0, 1] (trapezoid; lower: more faithful)."""
-        xs, ys = self.deletion_fractions, [s - self.full_score for s in self.deletion_scores]
+        return self._auc(self.deletion_scores)
+
+    @property
+    def random_deletion_auc(self) -> float | None:
+        """The same area for the random-order baseline (``None`` without one): the AUC to beat."""
+        return None if self.random_deletion_scores is None else self._auc(self.random_deletion_scores)
+
+    def _auc(self, scores: tuple[float, ...]) -> float:
+        xs, ys = self.deletion_fractions, [s - self.full_score for s in scores]
         return sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,15 +124,20 @@ class Faithfulness:
                                "score": list(self.deletion_scores)},
             "full_score": self.full_score, "empty_score": self.empty_score,
             "replacement": self.replacement,
+            "random_deletion": None if self.random_deletion_scores is None else {
+                "score": list(self.random_deletion_scores), "auc": self.random_deletion_auc,
+                "orders": self.random_orders},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Faithfulness:
         """Inverse of :meth:`to_dict`."""
+        rand = d.get("random_deletion")
         return cls(
             tuple(d["fractions"]), tuple(d["comprehensiveness_at"]), tuple(d["sufficiency_at"]),
             tuple(d["deletion_curve"]["fraction"]), tuple(d["deletion_curve"]["score"]),
             d["full_score"], d["empty_score"], d.get("replacement", "mean"),
+            tuple(rand["score"]) if rand else None, rand["orders"] if rand else 0,
         )
 
 

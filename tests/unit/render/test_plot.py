@@ -65,10 +65,64 @@ def test_drawings_show_the_data(results):
 
 
 def test_colours_match_the_app():
-    assert prob_rgb(0.05) == prob_rgb(0.0)  # every pick under 10% is the same red
-    assert prob_rgb(0.9)[1] > prob_rgb(0.2)[1] - 0.3 and prob_rgb(0.9)[0] < prob_rgb(0.2)[0]
+    from whyllm.render.html import heat_color, prob_color
+
+    def css(rgb_on_white):  # "rgba(r,g,b,a)" of the HTML views, laid on white like the PNGs
+        r, g, b, a = (float(x) for x in rgb_on_white[5:-1].split(","))
+        return tuple((1 - a) + a * c / 255 for c in (r, g, b))
+
+    for p in (1e-6, 1e-4, 0.003, 0.05, 0.2, 0.9, 1.0):
+        assert prob_rgb(p) == pytest.approx(css(prob_color(p)))  # the HTML reports' log scale
+    greens = [prob_rgb(p) for p in (1e-4, 1e-3, 1e-2, 0.1, 1.0)]
+    assert all(g[0] > h[0] for g, h in zip(greens, greens[1:], strict=False))  # likelier is stronger
+    assert prob_rgb(1e-6) == prob_rgb(1e-4)  # the scale starts at 0.01%
+    for s in (-1.0, -0.3, 0.0, 0.5, 1.0):
+        assert signed_rgb(s) == pytest.approx(css(heat_color(s)))  # the HTML reports' diverging scale
     assert signed_rgb(0) == (1.0, 1.0, 1.0)
     assert signed_rgb(1)[0] > signed_rgb(1)[2] and signed_rgb(-1)[2] > signed_rgb(-1)[0]
+
+
+def _colour_bars(fig):
+    return [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
+def test_legends_are_numeric_and_axes_labelled(results):
+    for kind in ("predict", "generate", "samples", "lens"):
+        bars = _colour_bars(figure(results[kind]))
+        assert len(bars) == 1, kind
+        bar = bars[0]
+        label = bar.get_ylabel() or bar.get_xlabel()
+        ticks = [t.get_text() for t in (bar.get_yticklabels() or bar.get_xticklabels())]
+        assert label == "probability (log scale)" and ticks == ["0.01%", "0.1%", "1%", "10%", "100%"], kind
+    lens = figure(results["lens"]).axes[0]
+    assert lens.get_xlabel() and lens.get_ylabel() == "residual stream after layer"
+    assert "logit units" in figure(results["components"]).axes[0].get_xlabel()
+    att = figure(results["attention"])
+    assert {ax.get_xlabel() for ax in att.axes if ax.images} == {"key position"}
+    assert _colour_bars(att)[0].get_ylabel() == "attention weight (0 to 1)"
+    patch = figure(results["patch"]).axes[0]
+    assert patch.get_xlabel() and patch.get_ylabel()
+
+
+def test_generation_outlines_unlikely_picks_in_red(results):
+    doc = results["generate"].to_dict()
+    boxes = [t.get_bbox_patch() for t in figure(results["generate"]).axes[0].texts if t.get_bbox_patch()]
+    steps = boxes[len(PROMPT.split()):]
+    red = [b.get_edgecolor()[3] > 0 for b in steps]
+    assert red == [s["prob"] < 0.1 for s in doc["steps"]]
+
+
+def test_attribution_draws_the_deletion_curve_against_random_order(results):
+    fig = figure(results["attribution"])
+    f = results["attribution"].faithfulness
+    curve = [ax for ax in fig.axes if ax.get_xlabel() == "share of units removed (%)"]
+    assert len(curve) == 1 and curve[0].get_ylabel() == "f (nats)"
+    lines = curve[0].get_lines()
+    assert [ln.get_label() for ln in lines[:2]] == ["method's order (top first)", "random order (mean of 3)"]
+    assert list(lines[1].get_ydata()) == pytest.approx(f.random_deletion_scores)
+    title = curve[0].get_title(loc="left")
+    assert "lowers the margin" in title and "deletion AUC" in title
+    assert "attribution to f, in nats" in _colour_bars(fig)[0].get_xlabel()
 
 
 def test_a_type_without_a_view_is_an_input_error(tmp_path):

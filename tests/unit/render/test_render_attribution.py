@@ -1,5 +1,6 @@
 import io
 
+import pytest
 import torch
 from rich.console import Console
 
@@ -135,6 +136,29 @@ def test_faithfulness_in_plain_words():
 
 
 def test_html_report_draws_the_deletion_curve():
-    html = fragment(_result())
+    html = fragment(_result())  # a document without the random baseline: the straight reference line
     assert "<polyline points=" in html and 'stroke-dasharray="4 3"' in html and "deletion curve" in html
     assert "<polyline" not in fragment(_result(faithfulness=None))
+
+
+def test_deletion_curve_against_the_random_order_baseline():
+    from whyllm.render.attribution import random_words
+
+    faith = Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 0.5, 1.0), (1.25, -0.5, 0.1), 1.25, 0.1,
+                         random_deletion_scores=(1.25, 0.9, 0.1), random_orders=3)
+    r = _result(faithfulness=faith)
+    assert faith.deletion_auc == pytest.approx(-1.1625)
+    assert faith.random_deletion_auc == pytest.approx(-0.4625)
+    words = random_words(r)
+    assert words == ("deleting in the method's order lowers the margin faster than random order: "
+                     "deletion AUC -1.16 vs -0.46 (mean of 3 random orders; lower is faster)")
+    plain = _result(foil=None, foil_ids=None, faithfulness=faith)
+    assert "the target's log-probability" in random_words(plain)
+    assert random_words(_result()) is None  # no baseline stored
+    html = fragment(r)
+    assert html.count("<polyline") == 2 and 'stroke="#bc4c00"' in html and "4 3" not in html
+    assert "against -0.46 for random order" in html and "random order (mean of 3)" in html
+    assert "deletion AUC -1.16 vs -0.46" in _text(r).replace("\n", " ")
+    flat = Faithfulness((0.5,), (1.0,), (0.25,), (0.0, 1.0), (1.25, 0.1), 1.25, 0.1,
+                       random_deletion_scores=(1.25, 0.1), random_orders=3)
+    assert "no faster than" in random_words(_result(faithfulness=flat))

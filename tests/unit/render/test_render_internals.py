@@ -7,6 +7,7 @@ from whyllm.methods.attention import attention
 from whyllm.methods.components import components
 from whyllm.methods.lens import logit_lens
 from whyllm.methods.patching import compare_patching, patch
+from whyllm.render.html import fragment
 from whyllm.render.internals import attention_heatmap, patch_rows
 
 CLEAN = "When Mary and John went to the store, John gave a drink to"
@@ -74,3 +75,20 @@ def test_html_escapes_model_text(tiny):
     r = logit_lens(tiny("llama"), EVIL)
     html = r._repr_html_()
     assert "<b>x</b>" not in html and "&lt;b&gt;" in html
+
+
+def test_attention_report_has_a_line_view(results):
+    r = results["attention"]
+    html = fragment(r)
+    name = html.split("Line view of ")[1].split("<")[0]
+    layer, head = (int(x[1:]) for x in name.split("."))
+    pat = r.pattern(layer, head)
+    n = len(r.tokens)
+    svg = html.split('<svg class="lines"')[1].split("</svg>")[0]
+    assert svg.count("<text") == 2 * n and svg.count('<g class="q">') == n  # queries and keys
+    drawn = sum(min(12, int((row >= 0.005).sum())) for row in pat)  # the 12 strongest keys per query
+    assert svg.count("<line") == drawn > 0
+    opacities = sorted(float(x.split('"')[0]) for x in svg.split('stroke-opacity="')[1:])
+    assert opacities[-1] == pytest.approx(min(1.0, float(pat.max())), abs=1e-3)  # opacity = weight
+    assert "g.q:hover line" in html and "hover a query" in html
+    assert 'role="img"' in svg.split(">")[0] and "query tokens (left)" in svg.split(">")[0]

@@ -9,10 +9,13 @@ mean token embedding, whatever the method, so that the metrics of different meth
 * sufficiency at k: ``f(x) - f(x with only those units)``; lower is more faithful;
 * deletion curve: ``f`` as the top units are removed, at ``curve_points`` evenly spaced fractions
   (plus every fraction above); ``deletion_auc`` is the trapezoid area under ``f(x without top t) - f(x)``
-  over t in [0, 1], so it is <= 0 when the ranking is right; lower is more faithful.
+  over t in [0, 1], so it is <= 0 when the ranking is right; lower is more faithful;
+* random-order baseline: the same curve with the units removed in :data:`RANDOM_ORDERS` seeded random
+  orders, averaged point by point: the reference a ranking must beat (its AUC is what a ranking that
+  knows nothing scores).
 
-All the edited inputs run in one batched, prefix-sharing call (typically 10-16 rows), so scoring
-costs about as much as a cheap attribution.
+The edited inputs run in two batched, prefix-sharing calls (typically 10-16 rows for the ranking, twice
+that for the random orders), so scoring costs about as much as a cheap attribution.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from whyllm.methods.attribution.aggregate import UnitSpan, unit_mask
 from whyllm.methods.attribution.engine import Job, masked_scores
 from whyllm.results.attribution import Faithfulness
 
-__all__ = ["DEFAULT_FRACTIONS", "faithfulness"]
+__all__ = ["DEFAULT_FRACTIONS", "RANDOM_ORDERS", "RANDOM_SEED", "faithfulness"]
 
 DEFAULT_FRACTIONS = (0.1, 0.2, 0.5)
+RANDOM_ORDERS = 3  # random deletion orders averaged for the baseline curve
+RANDOM_SEED = 0  # their seed: the same orders for every method, so baselines of one prompt agree
 
 
 def _count(k: float, n: int) -> int:
@@ -38,7 +43,7 @@ def faithfulness(
     job: Job, units: list[UnitSpan], scores: Tensor, *, fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     curve_points: int = 10, replacement: str = "mean",
 ) -> Faithfulness:
-    """Comprehensiveness, sufficiency and the deletion curve of one ranking.
+    """Comprehensiveness, sufficiency, the deletion curve of one ranking and its random-order baseline.
 
     Args:
         job: the run; its target must have a single group (use ``Target.summed``).
@@ -57,17 +62,34 @@ def faithfulness(
     keep = [_count(k, n) for k in fractions]
     masks = [unit_mask(units, length, order[:c]) for c in deletion]
     masks += [unit_mask(units, length, order[c:]) for c in keep]
-    keys = [m.numpy().tobytes() for m in masks]
-    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}  # distinct masks, in order
-    rows = torch.stack([masks[keys.index(k)] for k in index])  # (distinct, pos)
-    values = masked_scores(job.model, job.target, job.x, job.base, rows, max_memory=job.max_memory)[:, 0]
+    score_of = _distinct_scores(job, masks)
     full = float(job.full[0])
-    score_of = [float(values[index[k]]) for k in keys]
     del_scores, suff_scores = score_of[: len(deletion)], score_of[len(deletion):]
+    randoms, counts = _random_orders(n), deletion[:-1]  # the last count removes every unit: no order
+    # a call of their own: the method's rows batch as they would alone (their float32 sums stay put)
+    rand_masks = [unit_mask(units, length, p[:c]) for p in randoms for c in counts]
+    rand = (torch.tensor(_distinct_scores(job, rand_masks), dtype=torch.float64)
+            .view(len(randoms), len(counts)).mean(0).tolist() if counts else [])  # (points,)
     comp = tuple(full - del_scores[deletion.index(c)] for c in keep)
     return Faithfulness(
         fractions=tuple(float(k) for k in fractions), comprehensiveness_at=comp,
         sufficiency_at=tuple(full - s for s in suff_scores),
         deletion_fractions=(0.0, *(c / n for c in deletion)), deletion_scores=(full, *del_scores),
         full_score=full, empty_score=del_scores[-1], replacement=replacement,
+        random_deletion_scores=(full, *rand, del_scores[-1]), random_orders=len(randoms),
     )
+
+
+def _distinct_scores(job: Job, masks: list[Tensor]) -> list[float]:
+    """The target with each mask's tokens erased, each distinct mask run once (one batched call)."""
+    keys = [m.numpy().tobytes() for m in masks]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}  # distinct masks, in order
+    rows = torch.stack([masks[keys.index(k)] for k in index])  # (distinct, pos)
+    values = masked_scores(job.model, job.target, job.x, job.base, rows, max_memory=job.max_memory)[:, 0]
+    return [float(values[index[k]]) for k in keys]
+
+
+def _random_orders(n: int) -> list[list[int]]:
+    """:data:`RANDOM_ORDERS` seeded permutations of ``n`` units (a CPU generator: the same everywhere)."""
+    gen = torch.Generator().manual_seed(RANDOM_SEED)
+    return [torch.randperm(n, generator=gen).tolist() for _ in range(RANDOM_ORDERS)]

@@ -618,7 +618,9 @@ function faithPanel(doc, units) {
       + `Removing the top ${pct(f.fractions[0])} of units lowers f by ${fmt(f.comprehensiveness_at[0], 2)} nats `
       + `(comprehensiveness; a faithful ranking lowers it a lot); keeping only them lowers it by ${fmt(f.sufficiency_at[0], 2)} `
       + "(sufficiency; a faithful ranking keeps it, so lower is better)."));
-    side.append(...words, deletionCurve(xs, ys),
+    const rd = f.random_deletion;
+    if (rd) words.push(randomWords(doc, f.deletion_auc, rd));
+    side.append(...words, deletionCurve(xs, ys, rd, f.deletion_auc),
       el("div", { class: "stats" }, stat("comprehensiveness ↑", fmt(f.comprehensiveness)),
         stat("sufficiency ↓", fmt(f.sufficiency)), stat("deletion AUC ↓", fmt(f.deletion_auc))));
     if (Array.isArray(f.fractions)) {
@@ -634,28 +636,39 @@ function faithPanel(doc, units) {
     + "Deletion AUC: the area under f(x without the top t) − f(x); below 0 when the ranking is right." }));
   return side;
 }
-function deletionCurve(xs, ys) {   // f as the top units are removed, against the straight line between the ends
+function randomWords(doc, auc, rd) {   // the deletion curve against its random-order baseline, in words
+  const what = doc.foil ? "the margin" : "the target's log-probability";
+  return el("p", { id: "random-words" }, `Deleting in the method's order lowers ${what} `
+    + `${auc < rd.auc ? "faster than" : "no faster than"} random order: deletion AUC ${fmt(auc, 2)} vs ${fmt(rd.auc, 2)} `
+    + `(mean of ${rd.orders} random orders; lower is faster).`);
+}
+function deletionCurve(xs, ys, rd, auc) {   // f as the top units are removed, against the random-order baseline
   const W = 280; const H = 150; const L = 36; const B = 24;
-  const lo = Math.min(...ys, 0); const hi = Math.max(...ys, 0); const span = hi - lo || 1;
+  const rs = rd ? rd.score : [];
+  const lo = Math.min(...ys, ...rs, 0); const hi = Math.max(...ys, ...rs, 0); const span = hi - lo || 1;
   const X = (x) => L + x * (W - L - 8); const Y = (y) => 8 + (hi - y) / span * (H - B - 8);
   const NS = SVG_NS;
   const svg = document.createElementNS(NS, "svg");
   const add = (tag, attrs, textContent) => { const n = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (textContent) n.textContent = textContent; svg.append(n); return n; };
+  const points = (vs) => xs.map((x, i) => `${X(x)},${Y(vs[i])}`).join(" ");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", W); svg.setAttribute("height", H);
   svg.setAttribute("role", "img"); svg.setAttribute("id", "deletion-curve");
-  svg.setAttribute("aria-label", `Deletion curve: f falls from ${fmt(ys[0], 2)} to ${fmt(ys[ys.length - 1], 2)} as the top-ranked units are removed.`);
+  svg.setAttribute("aria-label", `Deletion curve: f falls from ${fmt(ys[0], 2)} to ${fmt(ys[ys.length - 1], 2)} as the top-ranked units are removed`
+    + (rd ? `; deletion AUC ${fmt(auc, 2)} against ${fmt(rd.auc, 2)} for random order.` : "."));
   add("line", { x1: L, x2: W - 8, y1: Y(0), y2: Y(0), stroke: "#8c959f", "stroke-width": 1 });
-  add("line", { x1: X(0), x2: X(1), y1: Y(ys[0]), y2: Y(ys[ys.length - 1]), stroke: "#57606a", "stroke-dasharray": "4 3" });
-  add("polyline", { points: xs.map((x, i) => `${X(x)},${Y(ys[i])}`).join(" "), fill: "none", stroke: "#0969da", "stroke-width": 2 });
+  if (rd) add("polyline", { id: "random-curve", points: points(rs), fill: "none", stroke: "#bc4c00", "stroke-width": 2, "stroke-dasharray": "5 3" });
+  else add("line", { x1: X(0), x2: X(1), y1: Y(ys[0]), y2: Y(ys[ys.length - 1]), stroke: "#57606a", "stroke-dasharray": "4 3" });
+  add("polyline", { points: points(ys), fill: "none", stroke: "#0969da", "stroke-width": 2 });
   add("text", { x: 2, y: Y(hi) + 4, "font-size": 10, fill: "#1f2328" }, fmt(hi, 1));
   add("text", { x: 2, y: Y(lo), "font-size": 10, fill: "#1f2328" }, fmt(lo, 1));
   add("text", { x: L, y: H - 6, "font-size": 10, fill: "#1f2328" }, "0%");
   add("text", { x: W - 30, y: H - 6, "font-size": 10, fill: "#1f2328" }, "100%");
-  add("text", { x: L + 28, y: H - 6, "font-size": 10, fill: "#1f2328" }, "share of units removed (top first)");
+  add("text", { x: L + 28, y: H - 6, "font-size": 10, fill: "#1f2328" }, "share of units removed");
   return el("figure", { class: "curve" }, svg, el("figcaption", { class: "dim",
-    text: "Blue: f as units are removed in the method's order. Dashed: the straight line between no unit and all "
-      + "units removed; a faithful ranking falls below it early." }));
+    text: "f (nats) as units are removed. Blue: in the method's order (top first). " + (rd
+      ? `Orange dashed: in random order (mean of ${rd.orders}); a faithful ranking falls below it.`
+      : "Dashed: the straight line between no unit and all units removed; a faithful ranking falls below it early.") }));
 }
 function signedBar(v) {
   const w = Math.round(Math.min(1, Math.abs(v)) * 85);
@@ -787,8 +800,9 @@ function drawAttention() {
   hover];
   const key = legend("attn", "0", hideSink ? "row max" : "1", "row: query position · column: key position" + (single ? "" : " · click a head to enlarge it"));
   if (single) parts.push(el("div", { class: "qk-layout" }, el("div", {}, heads, key), qkPanel(shown[0][0], m, tokens, doc.offset)));
-  else parts.push(heads, key);
-  if (single) parts.push(lineView(m, tokens), attnTable(m, tokens, shown[0][0].name));
+  else parts.push(heads, key, el("p", { class: "dim", id: "attn-lines-hint", text: "Choose one head (the head menu above, or click a "
+    + "thumbnail) for its line view, its QK attribution and its table of each query's strongest keys." }));
+  if (single) parts.push(lineView(m, tokens, shown[0][0].name), attnTable(m, tokens, shown[0][0].name));
   out.append(...parts);
   if (single) qkOpen(shown[0][0]);   // beside the pattern: why the head attends where it does
 }
@@ -827,33 +841,85 @@ function attnCanvas(m, tokens, px, hover, labelled, name) {
   });
   return c;
 }
-function lineView(m, tokens) {   // BertViz-style: one query's lines to every key; readable for long prompts
+// ---------- attention line view ----------
+// BertViz-style: queries in the left column, keys in the right, one line per (query, key) whose opacity is
+// the attention weight. Hover or focus a token to keep only its lines; the arrow keys move between tokens
+// (one tab stop for the whole view), and a live region reads the focused token's strongest links.
+const LINE_MIN = 0.005;   // lighter links are not drawn
+const LINE_MAX_PER_QUERY = 12;   // the strongest keys of each query only: long prompts stay light
+function lineLinks(m) {   // [q, k, w] for each drawn line, strongest keys of each query first
+  const links = [];
+  m.forEach((row, q) => row.map((w, k) => [q, k, w]).filter((x) => x[2] >= LINE_MIN)
+    .sort((a, b) => b[2] - a[2]).slice(0, LINE_MAX_PER_QUERY).forEach((x) => links.push(x)));
+  return links;
+}
+function lineView(m, tokens, name) {
   const n = tokens.length;
-  const box = el("div", { class: "lineview", id: "attn-lines" });
-  const pick = el("select", { id: "attn-query", "aria-label": "query position" },
-    tokens.map((t, i) => el("option", { value: String(i), text: `${i}: ${visible(t)}` })));
-  pick.value = String(n - 1);
-  const holder = el("div", {});
-  const draw = () => {
-    const q = Number(pick.value);
-    const row = 18; const W = 420; const H = Math.max(row * n, 40);
-    const NS = SVG_NS;
-    const svg = document.createElementNS(NS, "svg");
-    svg.setAttribute("width", W); svg.setAttribute("height", H); svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `Lines from query ${q} to each key; thicker and darker is more attention`);
-    const add = (tag, attrs, t) => { const x = document.createElementNS(NS, tag); for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v); if (t !== undefined) x.textContent = t; svg.append(x); };
-    tokens.forEach((t, i) => {
-      add("text", { x: 120, y: i * row + 13, "text-anchor": "end", "font-size": 12, "font-family": "monospace", fill: i === q ? "#0550ae" : "#1f2328" }, visible(t).slice(0, 14));
-      add("text", { x: W - 120, y: i * row + 13, "font-size": 12, "font-family": "monospace", fill: "#1f2328" }, visible(t).slice(0, 14));
-      const w = m[q][i] || 0;
-      if (w > 0.01) add("line", { x1: 126, y1: q * row + 9, x2: W - 126, y2: i * row + 9, stroke: "#5b21b6", "stroke-opacity": Math.min(1, 0.15 + w).toFixed(2), "stroke-width": (0.5 + 5 * w).toFixed(2) });
-    });
-    clear(holder).append(svg);
+  const row = n > 120 ? 12 : n > 48 ? 14 : 18; const font = row > 14 ? 12 : row - 3;
+  const W = 460; const H = row * n + 6; const xq = 150; const xk = W - 150;
+  const links = lineLinks(m);
+  const NS = SVG_NS;
+  const svg = document.createElementNS(NS, "svg");
+  const add = (parent, tag, attrs, t) => { const x = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v); if (t !== undefined) x.textContent = t; parent.append(x); return x; };
+  for (const [k, v] of Object.entries({ width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "group",
+    "aria-label": `Line view of ${name}: ${n} query tokens on the left, ${n} key tokens on the right; use the arrow keys to move between tokens`,
+    "aria-describedby": "attn-line-detail" })) svg.setAttribute(k, v);
+  const mark = add(svg, "rect", { class: "line-mark", x: 0, y: 0, width: 0, height: row, rx: 3 });
+  const g = add(svg, "g", { "aria-hidden": "true" });
+  const lines = links.map(([q, k, w]) => add(g, "line", { x1: xq + 4, y1: q * row + row / 2 + 3, x2: xk - 4, y2: k * row + row / 2 + 3,
+    stroke: "#5b21b6", "stroke-width": 1.6, "stroke-opacity": Math.min(1, w).toFixed(3), style: `--w:${Math.min(1, w).toFixed(3)}`,
+    "data-q": q, "data-k": k }));
+  const labels = { q: [], k: [] };
+  tokens.forEach((t, i) => {
+    const label = visible(t).slice(0, 14);
+    for (const col of ["q", "k"]) {
+      labels[col].push(add(svg, "text", { x: col === "q" ? xq : xk, y: i * row + row / 2 + 3 + font / 3, "font-size": font,
+        "font-family": "monospace", "text-anchor": col === "q" ? "end" : "start", fill: "#1f2328", tabindex: "-1", role: "button",
+        "aria-label": `${col === "q" ? "query" : "key"} ${i}: ${visible(t)}`, "data-col": col, "data-i": i }, label));
+    }
+  });
+  const detail = el("p", { class: "hover", id: "attn-line-detail", "aria-live": "polite",
+    text: `The ${LINE_MAX_PER_QUERY} strongest keys of each query (weights from ${LINE_MIN}). Hover or focus a token to keep only its lines.` });
+  let active = state.attnLine && state.attnLine.i < n ? state.attnLine : { col: "q", i: n - 1 };
+  labels[active.col][active.i].setAttribute("tabindex", "0");
+  const show = (col, i) => {   // keep only the lines of one token, and say its strongest links in words
+    active = { col, i }; state.attnLine = active;
+    svg.classList.add("focusing");
+    lines.forEach((ln) => ln.classList.toggle("on", Number(ln.dataset[col]) === i));
+    for (const c of ["q", "k"]) labels[c].forEach((x, j) => { x.setAttribute("tabindex", c === col && j === i ? "0" : "-1"); x.classList.toggle("act", c === col && j === i); });
+    const box = labels[col][i].getBBox();
+    for (const [k, v] of Object.entries({ x: box.x - 3, y: box.y - 1, width: box.width + 6, height: box.height + 2 })) mark.setAttribute(k, v);
+    const mine = col === "q" ? m[i].map((w, k) => [w, k]) : m.map((r, q) => [r[i] || 0, q]);
+    const best = mine.filter((x) => x[0] > 0).sort((a, b) => b[0] - a[0]).slice(0, 3)
+      .map(([w, j]) => `${j}: ${visible(tokens[j])} ${fmt(w, 2)}`).join(", ");
+    detail.textContent = col === "q" ? `Query ${i} (${visible(tokens[i])}) attends most to ${best || "nothing drawn"}.`
+      : `Key ${i} (${visible(tokens[i])}) is attended most by ${best || "no query"}.`;
   };
-  pick.addEventListener("change", draw);
-  draw();
-  box.append(el("label", { class: "row" }, "line view from query ", pick), holder);
-  return box;
+  const reset = () => { svg.classList.remove("focusing"); lines.forEach((ln) => ln.classList.remove("on"));
+    mark.setAttribute("width", 0); Object.values(labels).flat().forEach((x) => x.classList.remove("act")); };
+  svg.addEventListener("mouseover", (ev) => { const t = ev.target.closest("text"); if (t) show(t.dataset.col, Number(t.dataset.i)); });
+  svg.addEventListener("mouseleave", () => { if (!svg.contains(document.activeElement)) reset(); });
+  svg.addEventListener("focusin", (ev) => { const t = ev.target.closest("text"); if (t) show(t.dataset.col, Number(t.dataset.i)); });
+  svg.addEventListener("focusout", (ev) => { if (!svg.contains(ev.relatedTarget)) reset(); });
+  svg.addEventListener("keydown", (ev) => {   // arrows move within a column, left/right switch columns
+    const { col, i } = active;
+    const to = { ArrowUp: [col, i - 1], ArrowDown: [col, i + 1], Home: [col, 0], End: [col, n - 1],
+      ArrowLeft: ["q", i], ArrowRight: ["k", i], PageUp: [col, i - 10], PageDown: [col, i + 10] }[ev.key];
+    if (ev.key === "Escape") { reset(); return; }
+    if (!to) return;
+    ev.preventDefault();
+    const j = Math.max(0, Math.min(n - 1, to[1]));
+    labels[to[0]][j].focus();
+    show(to[0], j);
+  });
+  return el("div", { class: "lineview", id: "attn-lines" },
+    el("h4", { text: `Line view of ${name}` }),
+    el("p", { class: "dim", text: "Left: each query token (the position attending); right: each key token (attended to). "
+      + "A line's opacity is the attention weight (a focused token's lines are drawn stronger). Hover a token, or Tab into the view and use the arrow keys "
+      + "(← queries, → keys, Esc shows all), to keep only its lines." }),
+    el("div", { class: "lineview-cols dim", "aria-hidden": "true" }, el("span", { text: "queries" }), el("span", { text: "keys" })),
+    el("div", { class: "lineview-scroll" }, svg), detail);
 }
 function attnTable(m, tokens, name) {   // the text alternative: each query's three strongest keys
   return el("details", { class: "attn-table" }, el("summary", { text: `Table: the strongest keys of each query (${name})` }),

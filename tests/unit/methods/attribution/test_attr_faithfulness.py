@@ -60,3 +60,32 @@ def test_one_replacement_for_every_method(llama):
     assert ig.faithfulness.empty_score == pytest.approx(occ.faithfulness.empty_score, abs=1e-5)
     given = explain(llama, PROMPT, target=" Mary", method="occlusion", baseline="unk")
     assert given.baseline == given.faithfulness.replacement == "<unk>"
+
+
+def test_random_order_baseline_by_hand(setup):
+    """The baseline curve is the mean, point by point, of the seeded random deletion orders."""
+    from whyllm.methods.attribution.faithfulness import RANDOM_ORDERS, _random_orders
+    from whyllm.results.attribution import Faithfulness
+
+    model, prep, x, _, mary = setup
+    base, _ = baseline_embeddings(model, prep, x, "mean")
+    r = explain(model, PROMPT, target=" Mary", method="occlusion")
+    f = r.faithfulness
+    n = len(r.units)
+    starts = [u.start for u in r.units]
+    assert f.random_orders == RANDOM_ORDERS and len(f.random_deletion_scores) == len(f.deletion_scores)
+    assert f.random_deletion_scores[0] == f.full_score
+    assert f.random_deletion_scores[-1] == f.empty_score  # every order ends with every unit removed
+    orders = _random_orders(n)
+    assert len({tuple(o) for o in orders}) == RANDOM_ORDERS and orders == _random_orders(n)  # seeded
+    for frac, got in zip(f.deletion_fractions[1:-1], f.random_deletion_scores[1:-1], strict=True):
+        c = round(frac * n)
+        want = sum(_f_without(model, x, base, mary, [starts[k] for k in o[:c]]) for o in orders) / len(orders)
+        assert got == pytest.approx(want, abs=1e-4)
+    assert f.random_deletion_auc == pytest.approx(f._auc(f.random_deletion_scores))
+    back = Faithfulness.from_dict(f.to_dict())
+    assert back.random_deletion_scores == pytest.approx(f.random_deletion_scores)
+    assert back.random_orders == f.random_orders
+    assert back.random_deletion_auc == pytest.approx(f.random_deletion_auc)
+    old = {k: v for k, v in f.to_dict().items() if k != "random_deletion"}  # a document from before
+    assert Faithfulness.from_dict(old).random_deletion_auc is None
