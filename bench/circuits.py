@@ -6,7 +6,8 @@ Usage::
     python bench/circuits.py --json     # one JSON document
 
 Costs are forward-equivalents (FE): time / the best time of one plain forward pass of the same prompt in
-the same process, which cancels most of the machine's speed at that moment (other jobs share these CPUs).
+the same process (last-position logits only, as the circuit's own passes compute), which cancels most of
+the machine's speed at that moment (other jobs share these CPUs).
 
 * ``eap`` / ``eap-ig``: scoring every edge (the curve reduced to one size, so 2 ablation rows are
   included: the size and the fully ablated run).
@@ -80,7 +81,7 @@ def run() -> dict:
     clean, corrupted = IOI
     ids = model.encode(clean)
     with torch.no_grad():
-        fe = _best(lambda: model.hf(input_ids=ids, use_cache=False), 5)
+        fe = _best(lambda: model.hf(input_ids=ids, use_cache=False, logits_to_keep=1), 7)
     out: dict = {"forward_seconds": fe, "tokens": ids.shape[1]}
     kw = {"corrupted": corrupted, "target": " Mary", "foil": " John", "neurons": 0}
     results = {}
@@ -88,9 +89,9 @@ def run() -> dict:
         def once(m: str = method, s: int = steps) -> None:
             results[m] = circuit(model, clean, method=m, steps=s, sizes=[1], random_samples=0, **kw)
 
-        t = _best(once, 2)
+        t = _best(once, 3)
         out[method] = {"fe": t / fe, "budget_fe": 3 * steps + 3 + 2}
-    t_curve = _best(lambda: circuit(model, clean, random_samples=0, **kw), 2)
+    t_curve = _best(lambda: circuit(model, clean, random_samples=0, **kw), 3)
     out["curve_10_sizes_fe"] = t_curve / fe - out["eap-ig"]["fe"]
     n_edges = len(results["eap-ig"].scores)
     brute = _brute_force(model, clean, corrupted, results["eap-ig"], 60, 60)
