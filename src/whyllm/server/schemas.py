@@ -339,22 +339,27 @@ REQUESTS: dict[str, type[ApiRequest]] = {
 }
 
 
-def _field_type(annotation: Any) -> Any:
+# integers of generated requests whose range the analysis itself checks against the model (a circuit's size
+# is at most its graph's edge count, which can exceed the generic limit)
+_INT_LIMITS = {"edges": 10**8, "sizes": 10**8}
+
+
+def _field_type(annotation: Any, int_limit: int = LIMITS.generic_int) -> Any:
     """The annotation with limits on texts, integers and lists; ``None`` if JSON cannot carry it."""
     if annotation is str:
         return Prompt
     if annotation is int:
-        return Annotated[int, Field(ge=-LIMITS.generic_int, le=LIMITS.generic_int)]
+        return Annotated[int, Field(ge=-int_limit, le=int_limit)]
     if annotation in (float, bool, type(None)):
         return annotation
     args, origin = typing.get_args(annotation), typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        members = [_field_type(a) for a in args]
+        members = [_field_type(a, int_limit) for a in args]
         return None if any(m is None for m in members) else functools.reduce(operator.or_, members)
     if origin is dict and args[:1] == (str,):
         return dict[str, Any]
     if origin in (list, tuple, Sequence) and args:
-        item = _field_type(args[0])
+        item = _field_type(args[0], int_limit)
         return None if item is None else Annotated[list[item], Field(max_length=LIMITS.generic_list)]
     return None
 
@@ -370,7 +375,7 @@ def request_for(entry: Analysis) -> type[ApiRequest]:
     for p in params:
         if p.name == "progress" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
             continue
-        kind = _field_type(p.annotation)
+        kind = _field_type(p.annotation, _INT_LIMITS.get(p.name, LIMITS.generic_int))
         if kind is None:
             if p.default is p.empty:
                 raise TypeError(f"{entry.name}: parameter {p.name!r} cannot come from JSON: {p.annotation!r}")

@@ -29,6 +29,8 @@ def run(tiny):
     (["patch", CLEAN, "--corrupted", CORRUPTED, "--component", "mlp_out"], "patch", "grid"),
     (["patch", CLEAN, "--corrupted", CORRUPTED, "--method", "attribution", "--compare"], "patch", "grid"),
     (["patch", "The capital of France is", "--trace-subject", "France", "--samples", "2"], "patch", "grid"),
+    (["circuit", CLEAN, "--corrupted", CORRUPTED, "--steps", "2", "--size", "1", "--size", "5"], "circuit",
+     "edges"),
 ])
 def test_json_output(run, args, kind, field):
     res = run(*args, "--json")
@@ -51,7 +53,18 @@ def test_terminal_view_and_html(run, tmp_path):
     (["patch", CLEAN, "--corrupted", CORRUPTED, "--component", "resid_mid"], "unknown component"),
     (["attention", CLEAN, "-l", "7"], "layer 7 is out of range"),
     (["lens", CLEAN, "--top-k", "0"], "--top-k"),
+    (["circuit", CLEAN, "--corrupted", "a b c"], "equal token length"),
+    (["circuit", CLEAN, "--corrupted", CORRUPTED, "--edges", "0"], "positive integer"),
+    (["circuit", CLEAN, "--corrupted", CORRUPTED, "--graphml", "/nonexistent/dir/x.graphml"], "GraphML"),
 ])
 def test_user_errors_exit_2(run, args, message):
     res = run(*args)
     assert res.exit_code == 2 and message in " ".join(res.output.split())
+
+
+def test_circuit_writes_graphml_and_html(run, tmp_path):
+    graphml, html = tmp_path / "c.graphml", tmp_path / "c.html"
+    res = run("circuit", CLEAN, "--corrupted", CORRUPTED, "--steps", "2", "--graphml", str(graphml),
+              "--html", str(html))
+    assert res.exit_code == 0 and "Keeping the top" in " ".join(res.output.split())
+    assert graphml.read_text().count("<edge ") > 10 and "<svg class='graph'" in html.read_text()

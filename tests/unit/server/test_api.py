@@ -32,6 +32,8 @@ CASES = [
      "patch"),
     ("patch", {"clean": PROMPT, "trace_subject": " Mary", "samples": 3, "target": " John"}, "trace"),
     ("qk", {"prompt": PROMPT, "layer": 1, "head": 0, "query": -1, "key": 2}, "qk"),
+    ("circuit", {"prompt": PROMPT, "corrupted": CORRUPTED, **CONTRAST, "steps": 2, "sizes": [1, 5],
+                 "random_samples": 1}, "circuit"),
 ]
 # request field -> argument name, where they differ
 RENAMED_ARGS = {"sample": {"samples": "n"}, "trace": {"clean": "prompt", "trace_subject": "subject"}}
@@ -243,4 +245,15 @@ def test_non_finite_numbers_become_null():
 ])
 def test_qk_bad_input_is_4xx(client, body, message):
     r = client.post("/api/qk", json={"prompt": PROMPT, **body})
+    assert 400 <= r.status_code < 500 and message in r.text
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"corrupted": "a b c"}, "equal token length"),
+    ({"corrupted": CORRUPTED, "sizes": [0]}, "circuit size must be a positive integer"),
+    ({"corrupted": CORRUPTED, "edges": 10**6}, "larger than the graph"),
+    ({"corrupted": CORRUPTED, "method": "acdc"}, "eap-ig"),
+])
+def test_circuit_bad_input_is_4xx(client, body, message):
+    r = client.post("/api/circuit", json={"prompt": PROMPT, **body})
     assert 400 <= r.status_code < 500 and message in r.text
