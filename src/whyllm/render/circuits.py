@@ -183,17 +183,20 @@ def _bucket(rank: int, sizes: list[int]) -> int:
 
 def _svg(r: CircuitResult, sizes: list[int]) -> str:
     pos, width, height = _layout(r)
-    dx, dy, pad = 46.0, 54.0, 30.0
+    dx, dy, pad, left = 46.0, 54.0, 30.0, 64.0
     n_draw = min(
         len(r.scores),
         max(s for s in sizes if s <= _MAX_DRAWN) if any(s <= _MAX_DRAWN for s in sizes) else _MAX_DRAWN,
     )
     scale = max(float(r.scores[:n_draw].abs().max()) if n_draw else 0.0, 1e-12)
-    used = set(r.edge_source[:n_draw].tolist()) | set(r.edge_target[:n_draw].tolist())
+    first: dict[int, int] = {}  # node -> the smallest size bucket of an edge touching it
+    for rank in range(n_draw):
+        for i in (int(r.edge_source[rank]), int(r.edge_target[rank])):
+            first.setdefault(i, _bucket(rank, sizes))
 
     def xy(i: int) -> tuple[float, float]:
         x, y = pos[i]
-        return pad + x * dx, pad + (height - 1 - y) * dy
+        return left + x * dx, pad + (height - 1 - y) * dy
 
     lines = []
     for rank, e in enumerate(r.edge_rows(n_draw)):
@@ -210,7 +213,7 @@ def _svg(r: CircuitResult, sizes: list[int]) -> str:
         )
     shapes = []
     for i, n in enumerate(r.nodes):
-        if i not in used and n.kind not in ("embed", "logits"):
+        if i not in first and n.kind not in ("embed", "logits"):
             continue
         x, y = xy(i)
         label = n.id.split(".", 1)[-1] if n.kind in ("head", "kv", "mlp") else n.id
@@ -218,7 +221,8 @@ def _svg(r: CircuitResult, sizes: list[int]) -> str:
             n.kind
         ]
         shapes.append(
-            f"<a href='#node-{esc(n.id)}'><rect x='{x - 20:.1f}' y='{y - 9:.1f}' width='40' height='18' "
+            f"<a class='k{first.get(i, 0)}' href='#node-{esc(n.id)}'><rect x='{x - 20:.1f}' y='{y - 9:.1f}' "
+            "width='40' height='18' "
             "rx='4' "
             f"fill='{fill}' stroke='#555'><title>{esc(n.id)} ({esc(n.kind)})</title></rect>"
             f"<text x='{x:.1f}' y='{y + 4:.1f}' font-size='9' text-anchor='middle'>{esc(label)}</text></a>"
@@ -229,7 +233,7 @@ def _svg(r: CircuitResult, sizes: list[int]) -> str:
         + [(layer + 1, f"L{layer}") for layer in range(height - 2)]
         + [(height - 1, "logits")]
     )
-    w_px, h_px = pad * 2 + width * dx, pad * 2 + (height - 1) * dy
+    w_px, h_px = left + pad + width * dx, pad * 2 + (height - 1) * dy
     return (
         f"<svg class='graph' role='img' aria-label='circuit graph: layers bottom to top, the strongest "
         f"{n_draw} edges; the edge table below lists them' width='{w_px:.0f}' height='{h_px:.0f}' "
@@ -351,13 +355,16 @@ def _(r: CircuitResult) -> str:
         ]
         for i, e in enumerate(r.edge_rows(_MAX_ROWS), 1)
     ]
+    def num(x: float) -> str:
+        return f"{x + 0.0:.3f}".replace("-0.000", "0.000")
+
     curve_rows = [
         [
             str(c["edges"]),
-            f"{c['faithfulness']:.3f}",
+            num(c["faithfulness"]),
             ""
             if c["random_faithfulness"] is None
-            else f"{c['random_faithfulness']:.3f} ± {c['random_std']:.3f}",
+            else f"{num(c['random_faithfulness'])} ± {num(c['random_std'])}",
         ]
         for c in r.curve_rows()
     ]
