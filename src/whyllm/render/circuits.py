@@ -17,7 +17,7 @@ from rich.text import Text
 from whyllm.render import dispatch
 from whyllm.render.html import esc, heat_color, signed_bar, table
 from whyllm.render.internals import signed_style
-from whyllm.render.text import visible
+from whyllm.render.text import shorten, visible
 from whyllm.results.circuits import CircuitNode, CircuitResult
 
 __all__ = ["summary", "warnings"]
@@ -158,22 +158,31 @@ def _layout(r: CircuitResult) -> tuple[dict[int, tuple[float, float]], int, int]
     """Node index -> (x, y) in grid units, and the grid's width and height."""
     layers = max([n.layer for n in r.nodes if n.layer is not None] + [0]) + 1
     per_layer = max(sum(1 for n in r.nodes if n.layer == 0 and n.position in (None, 0)), 1)
-    positions = max([n.position for n in r.nodes if n.position is not None] + [0]) + 1
-    width = positions * (per_layer + 1)
+    tokens = len(r.tokens)
+    # per position: one group of columns per token; merged: one group, the token embeddings spread below it
+    width = tokens * (per_layer + 1) if r.per_position else max(per_layer + 1, round(tokens * 0.9))
     pos: dict[int, tuple[float, float]] = {}
     slot: dict[tuple[int | None, int | None], int] = {}
     for i, n in enumerate(r.nodes):
         p = n.position or 0
+        group = p * (per_layer + 1) if r.per_position else 0.0
         if n.kind == "embed":
-            x, y = p * (per_layer + 1) + per_layer / 2, 0.0
+            x = group + per_layer / 2 if r.per_position else (p + 0.5) * width / tokens - 0.5
+            pos[i] = (x, 0.0)
         elif n.kind == "logits":
-            x, y = p * (per_layer + 1) + per_layer / 2, layers + 1.0
+            pos[i] = (group + per_layer / 2, layers + 1.0)
         else:
             key = (n.layer, n.position)
             slot[key] = slot.get(key, -1) + 1
-            x, y = p * (per_layer + 1) + slot[key], n.layer + 1.0
-        pos[i] = (x, y)
+            pos[i] = (group + slot[key], n.layer + 1.0)
     return pos, width, layers + 2
+
+
+def _label(r: CircuitResult, n: CircuitNode) -> str:
+    """A node's short label: ``H1``, ``KV0``, ``mlp``, ``logits``, or an embedding's token."""
+    if n.kind == "embed" and n.position is not None:
+        return shorten(visible(r.tokens[n.position]), 6)
+    return n.id.split("@")[0].split(".", 1)[-1]
 
 
 def _bucket(rank: int, sizes: list[int]) -> int:
@@ -216,7 +225,7 @@ def _svg(r: CircuitResult, sizes: list[int]) -> str:
         if i not in first and n.kind not in ("embed", "logits"):
             continue
         x, y = xy(i)
-        label = n.id.split(".", 1)[-1] if n.kind in ("head", "kv", "mlp") else n.id
+        label = _label(r, n)
         fill = {"head": "#fff", "kv": "#eee", "mlp": "#f3efe2", "embed": "#e8f0e8", "logits": "#e8ecf6"}[
             n.kind
         ]
@@ -410,7 +419,7 @@ def _(r: CircuitResult):
     for i in used:
         node = r.nodes[i]
         x, y = pos[i]
-        label = node.id.split(".", 1)[-1] if node.kind in ("head", "kv", "mlp") else node.id.split("@")[0]
+        label = _label(r, node)
         graph.text(x, y, label, ha="center", va="center", fontsize=6, zorder=2,
                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "#555", "lw": 0.5})
     graph.set_yticks(range(height), ["embed", *(f"L{layer}" for layer in range(height - 2)), "logits"],

@@ -74,10 +74,13 @@ def test_an_eap_score_is_the_first_order_change_of_ablating_that_edge(arch, rel)
     index = {n.id: i for i, n in enumerate(graph.nodes)}
     ends = {(graph.nodes[e.node].id, e.port): i for i, e in enumerate(graph.ends)}
     t = 1e-5 if rel < 1e-4 else 1e-2
+    n_pos = ids.shape[1]
     for e in res.edge_rows(8):
-        ablate = torch.zeros(len(graph.ends), 2, len(graph.writers), 1, dtype=torch.float64)
-        end, writer = ends[(e["target"], e["port"])], graph.writers.index(index[e["source"]])
-        ablate[end, 0, writer], ablate[end, 1, writer] = t, -t
+        ablate = torch.zeros(len(graph.ends), 2, len(graph.writers), n_pos, dtype=torch.float64)
+        source, _, at = e["source"].partition("@")  # the embeddings are one writer per position
+        where = slice(None) if not at else int(at)
+        end, writer = ends[(e["target"], e["port"])], graph.writers.index(index[source])
+        ablate[end, 0, writer, where], ablate[end, 1, writer, where] = t, -t
         plus, minus = ablation_pass(model, graph, ids, writers[:, 1], ablate, metric).tolist()
         assert (minus - plus) / (2 * t) == pytest.approx(e["score"], rel=rel, abs=1e-9), e
 
@@ -143,6 +146,20 @@ def test_documents_round_trip_and_graphml_reads_back(tiny, tmp_path):
     assert len(root.findall(".//g:node", ns)) == len(res.nodes)
     assert len(root.findall(".//g:edge", ns)) == len(res.scores)
     assert (tmp_path / "c.graphml").exists()
+
+
+def test_token_embeddings_are_nodes_of_their_own(tiny):
+    model = tiny("llama")
+    res = circuit(model, CLEAN, corrupted=CORRUPTED, method="eap", sizes=[1, 20])
+    n_pos, graph = model.encode(CLEAN).shape[1], build_graph(model)
+    assert [n.id for n in res.nodes[:n_pos]] == [f"embed@{p}" for p in range(n_pos)]
+    assert len(res.nodes) == n_pos + len(graph.nodes) - 1
+    assert len(res.scores) == graph.n_edges + (n_pos - 1) * int(graph.valid[:, 0].sum())
+    differ = [p for p, (a, b) in enumerate(zip(model.encode(CLEAN)[0], model.encode(CORRUPTED)[0], strict=True))
+              if a != b]
+    for e in res.edge_rows():  # a token the corrupted prompt does not change carries nothing
+        if e["source"].startswith("embed@") and int(e["source"][6:]) not in differ:
+            assert e["score"] == 0.0
 
 
 def test_per_position_nodes_and_edges(tiny):

@@ -68,10 +68,23 @@ def _position_mean(x: Tensor) -> Tensor:
     return keep.mean(-2, keepdim=True).expand_as(x)
 
 
-def _edges(graph: Graph, scores: Tensor) -> tuple[Tensor, Tensor]:
-    """Valid edges as ``(n, 3)`` (end, writer, position) indices and their scores, by |score| descending."""
-    idx = graph.valid[:, :, None].expand_as(scores).nonzero()  # (n, 3)
-    values = scores[idx[:, 0], idx[:, 1], idx[:, 2]]
+def _edges(graph: Graph, scores: Tensor, per_position: bool) -> tuple[Tensor, Tensor]:
+    """Valid edges as ``(n, 3)`` (end, writer, position) indices and their scores, by |score| descending.
+
+    ``scores`` is ``(end, writer, pos)``. With positions merged an edge from a head or MLP sums its positions
+    (position ``-1``: all of them), while the embeddings stay one writer per token.
+    """
+    valid = graph.valid[:, :, None].expand_as(scores)
+    if per_position:
+        idx = valid.nonzero()
+        values = scores[idx[:, 0], idx[:, 1], idx[:, 2]]
+    else:
+        tokens = valid[:, :1].nonzero()  # the embeddings of each position (writer 0)
+        merged = graph.valid[:, 1:].nonzero()  # every other writer, positions summed
+        merged = torch.cat([merged[:, :1], merged[:, 1:] + 1, torch.full_like(merged[:, :1], -1)], 1)
+        idx = torch.cat([tokens, merged])
+        summed = scores.sum(-1)[merged[:, 0], merged[:, 1]]
+        values = torch.cat([scores[tokens[:, 0], 0, tokens[:, 2]], summed])
     order = values.abs().argsort(descending=True, stable=True)
     return idx[order], values[order]
 
@@ -92,7 +105,9 @@ def _masks(graph: Graph, idx: Tensor, keep: list[Tensor], n_pos: int) -> Tensor:
     ablate = graph.valid[:, None, :, None].expand(-1, len(keep), -1, n_pos).clone()
     for row, chosen in enumerate(keep):
         e, w, p = idx[chosen].unbind(-1)
-        ablate[e, torch.full_like(e, row), w, p] = False
+        every = p < 0  # an edge over every position
+        ablate[e[every], torch.full_like(e[every], row), w[every]] = False
+        ablate[e[~every], torch.full_like(e[~every], row), w[~every], p[~every]] = False
     return ablate
 
 
@@ -219,9 +234,7 @@ def circuit(
     grads = gradient_pass(model, graph, base_e + alphas * (clean_e - base_e), metric, slice(None))
     scores = torch.einsum("wpm,epm->ewp", delta, grads.ends).detach()  # (end, writer, pos)
     scores = scores * graph.valid[:, :, None]
-    if not per_position:
-        scores = scores.sum(-1, keepdim=True)
-    idx, values = _edges(graph, scores)
+    idx, values = _edges(graph, scores, per_position)
     n_edges = len(values)
     curve_sizes = _sizes(n_edges, sizes)
     if edges is not None and edges > n_edges:
@@ -230,7 +243,7 @@ def circuit(
         cum = values.abs().cumsum(0) / values.abs().sum().clamp_min(1e-30)
         edges = min(n_edges, int((cum < share - 1e-9).sum()) + 1)
 
-    n_pos = ids.shape[1] if per_position else 1
+    n_pos = ids.shape[1]
     m_clean = float(metric.from_logits(logits[:1])[0])
     if corrupted_ids is not None:  # every edge ablated is exactly the corrupted run
         m_corr = float(metric.from_logits(logits[1:2])[0])
@@ -336,7 +349,11 @@ def _graph_nodes(
     ends_node = torch.tensor([e.node for e in graph.ends])
     writers_node = torch.tensor(graph.writers)
     src, dst = writers_node[idx[:, 1]], ends_node[idx[:, 0]]
-    if not per_position:
-        return graph.nodes, src, dst
-    nodes = tuple(Node(f"{n.id}@{p}", n.kind, n.layer, n.head, p) for n in graph.nodes for p in range(n_pos))
-    return nodes, src * n_pos + idx[:, 2], dst * n_pos + idx[:, 2]
+    if per_position:
+        nodes = tuple(Node(f"{n.id}@{p}", n.kind, n.layer, n.head, p)
+                      for n in graph.nodes for p in range(n_pos))
+        return nodes, src * n_pos + idx[:, 2], dst * n_pos + idx[:, 2]
+    # the embeddings of each token are nodes of their own (graph node 0); the other nodes follow them
+    tokens = tuple(Node(f"embed@{p}", "embed", None, None, p) for p in range(n_pos))
+    src = torch.where(src == 0, idx[:, 2], src + n_pos - 1)
+    return tokens + graph.nodes[1:], src, dst + n_pos - 1

@@ -28,7 +28,8 @@
   const baseline = (doc) => (doc.ablation === "mean" ? "mean-ablated" : "corrupted");
   function nodeWords(n) {
     const at = n.position === null || n.position === undefined ? "" : ` at position ${n.position}`;
-    return { embed: `the embeddings${at}`, logits: `the logits${at}`, head: `head ${n.head} of layer ${n.layer}${at}`,
+    const token = C.doc && n.position !== null && n.position !== undefined ? ` of ${visible(C.doc.tokens[n.position])}` : "";
+    return { embed: `the embeddings${token}${at}`, logits: `the logits${at}`, head: `head ${n.head} of layer ${n.layer}${at}`,
       kv: `key/value head ${n.head} of layer ${n.layer}${at} (its key and value inputs)`,
       mlp: `the MLP of layer ${n.layer}${at}` }[n.kind] || n.id;
   }
@@ -73,7 +74,8 @@
     const col = pp ? 11 : 84; const gap = pp ? 14 : 0; const left = 12;
     const R = (pp ? 64 : 84) - (L > 8 ? 20 : 0);   // deep models: shorter layers, so the graph stays in view
     const group = (H + 1) * col + gap;   // one position's heads and MLP
-    const width = left + P * group + (pp ? 0 : 20);
+    const T = doc.tokens.length;   // merged positions: the token embeddings spread along the bottom row
+    const width = pp ? left + P * group : Math.max(left + group + 20, left + T * 40);
     const height = (L + 2) * R + (pp ? 24 : 0);
     const yRow = (r) => height - (pp ? 24 : 0) - r * R - R / 2;
     const xCol = (p, c) => left + p * group + c * col + col / 2;
@@ -85,7 +87,7 @@
     const at = {};
     for (const n of nodes) {
       const p = n.position ?? 0;
-      if (n.kind === "embed") at[n.id] = { x: mid(p), y: yRow(0) };
+      if (n.kind === "embed") at[n.id] = { x: pp ? mid(p) : left + (p + 0.5) * (width - left) / T, y: yRow(0) };
       else if (n.kind === "logits") at[n.id] = { x: mid(p), y: yRow(L + 1) };
       else if (n.kind === "head") at[n.id] = { x: xCol(p, n.head), y: yRow(n.layer + 1) + R * 0.05 };
       else if (n.kind === "kv") at[n.id] = { x: kvX(p, n.head), y: yRow(n.layer + 1) + R * 0.34 };
@@ -150,17 +152,21 @@
       const n = byId[id]; const p = g.at[id];
       if (!p) continue;
       const on = used.has(id);
+      const token = n.kind === "embed" && !g.small;   // a token's embeddings (positions merged)
+      const shortToken = token ? visible(doc.tokens[n.position]).slice(0, 5) : "";
+      const name = `${token ? shortToken + " — " : ""}${id}: ${nodeWords(n)}`;   // the name holds the label shown
       const item = svgEl("g", on ? { class: "node" + (C.selected === id ? " selected" : ""), role: "button",
-        tabindex: live[0] === id ? "0" : "-1", "aria-label": `${id}: ${nodeWords(n)}`, "data-node": id }
+        tabindex: live[0] === id ? "0" : "-1", "aria-label": name, "data-node": id }
         : { class: "node off", "aria-hidden": "true" });
-      const w = n.kind === "embed" || n.kind === "logits" ? (g.small ? 10 : 56) : n.kind === "mlp" ? (g.small ? 9 : 30) : 0;
+      const w = token ? 36 : n.kind === "embed" || n.kind === "logits" ? (g.small ? 10 : 56) : n.kind === "mlp" ? (g.small ? 9 : 30) : 0;
       const fill = on ? "#ffffff" : "#eaeef2"; const stroke = on ? "#1f2328" : "#d0d7de";
       if (w) item.append(svgEl("rect", { x: p.x - w / 2, y: p.y - r, width: w, height: 2 * r, rx: 4, fill, stroke }));
       else if (n.kind === "kv") item.append(svgEl("rect", { x: p.x - r * 0.8, y: p.y - r * 0.8, width: r * 1.6, height: r * 1.6,
         fill, stroke, transform: `rotate(45 ${p.x} ${p.y})` }));
       else item.append(svgEl("circle", { cx: p.x, cy: p.y, r, fill, stroke }));
       if (!g.small) {
-        const label = { embed: "embed", logits: "logits", head: `H${n.head}`, kv: `KV${n.head}`, mlp: "MLP" }[n.kind];
+        const label = token ? shortToken
+          : { embed: "embed", logits: "logits", head: `H${n.head}`, kv: `KV${n.head}`, mlp: "MLP" }[n.kind];
         item.append(svgEl("text", { x: p.x, y: p.y + 3.5, "font-size": n.kind === "kv" ? 7 : 9, "text-anchor": "middle",
           fill: on ? "#1f2328" : "#8c959f", "pointer-events": "none" }, label));
       }
