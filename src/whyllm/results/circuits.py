@@ -56,10 +56,6 @@ class CircuitNeuron:
     top_tokens: tuple[str, ...]
 
 
-def _node(n: Any) -> CircuitNode:
-    return CircuitNode(n.id, n.kind, n.layer, n.head, n.position)
-
-
 @dataclass(frozen=True, eq=False)
 class CircuitResult(Result):
     """Every edge of the model's graph scored by edge attribution patching, and a circuit checked by ablation.
@@ -121,9 +117,7 @@ class CircuitResult(Result):
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "nodes", tuple(n if isinstance(n, CircuitNode) else _node(n) for n in self.nodes)
-        )
+        object.__setattr__(self, "nodes", tuple(self.nodes))
         n = len(self.scores)
         for name in ("edge_source", "edge_target"):
             t = getattr(self, name)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from whyllm.errors import InputError, UnknownMethodError
-from whyllm.methods.circuits.graph import Graph, Node, build_graph
+from whyllm.methods.circuits.graph import Graph, build_graph
 from whyllm.methods.circuits.passes import ablation_pass, gradient_pass, writer_outputs
 from whyllm.methods.engine.args import check_int, default_token, same_length, target_and_foil
 from whyllm.methods.engine.direct import DirectActivations, capture_direct, decompose
@@ -31,7 +31,7 @@ from whyllm.methods.engine.progress import Progress, report
 from whyllm.methods.engine.sweep import Metric
 from whyllm.model.base import Model, check_prompt
 from whyllm.results.base import meta
-from whyllm.results.circuits import CircuitNeuron, CircuitResult
+from whyllm.results.circuits import CircuitNeuron, CircuitNode, CircuitResult
 
 __all__ = ["METHODS", "circuit"]
 
@@ -344,16 +344,16 @@ def circuit(
 
 def _graph_nodes(
     graph: Graph, idx: Tensor, per_position: bool, n_pos: int
-) -> tuple[tuple[Node, ...], Tensor, Tensor]:
+) -> tuple[tuple[CircuitNode, ...], Tensor, Tensor]:
     """Result nodes (per position when asked) and each edge's source/target index into them."""
     ends_node = torch.tensor([e.node for e in graph.ends])
     writers_node = torch.tensor(graph.writers)
     src, dst = writers_node[idx[:, 1]], ends_node[idx[:, 0]]
     if per_position:
-        nodes = tuple(Node(f"{n.id}@{p}", n.kind, n.layer, n.head, p)
+        nodes = tuple(CircuitNode(f"{n.id}@{p}", n.kind, n.layer, n.head, p)
                       for n in graph.nodes for p in range(n_pos))
         return nodes, src * n_pos + idx[:, 2], dst * n_pos + idx[:, 2]
     # the embeddings of each token are nodes of their own (graph node 0); the other nodes follow them
-    tokens = tuple(Node(f"embed@{p}", "embed", None, None, p) for p in range(n_pos))
+    tokens = tuple(CircuitNode(f"embed@{p}", "embed", None, None, p) for p in range(n_pos))
     src = torch.where(src == 0, idx[:, 2], src + n_pos - 1)
     return tokens + graph.nodes[1:], src, dst + n_pos - 1

@@ -22,28 +22,9 @@ import torch
 from torch import Tensor
 
 from whyllm.model.base import Model
+from whyllm.results.circuits import CircuitNode as Node
 
-__all__ = ["End", "Graph", "Node", "build_graph"]
-
-
-@dataclass(frozen=True)
-class Node:
-    """One node of the circuit graph.
-
-    Attributes:
-        id: ``embed``, ``L3.H1``, ``L3.KV0``, ``L3.mlp`` or ``logits`` (``@p`` appended when positions are
-            kept separate).
-        kind: ``embed``, ``head``, ``kv``, ``mlp`` or ``logits``.
-        layer: its block (``None`` for the embeddings and the logits).
-        head: query head (``head``) or key/value head (``kv``), else ``None``.
-        position: its token position when positions are kept separate, else ``None``.
-    """
-
-    id: str
-    kind: str
-    layer: int | None = None
-    head: int | None = None
-    position: int | None = None
+__all__ = ["End", "Graph", "build_graph"]
 
 
 @dataclass(frozen=True)
