@@ -24,7 +24,7 @@ __all__ = ["RunSpec", "Unit", "figures", "parse_run", "plan", "run_unit"]
 
 _ROW_FIELDS = ("target", "foil", "corrupted")
 _NOT_OPTIONS = {"model", "prompt", "clean", "corrupted", "progress", "prompts"}
-_PACKED = {"predict"}  # analyses with a cross-prompt packed implementation (whyllm.batch.pack)
+_PACKED = ("predict", "explain")  # analyses with a cross-prompt packed implementation (whyllm.batch.pack)
 
 
 def _value(text: str) -> Any:
@@ -275,10 +275,10 @@ def figures(analysis: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 def _run_rows(model, unit: Unit) -> Iterator[tuple[dict[str, Any], Any, float]]:
     if unit.spec.analysis in _PACKED:
-        from whyllm.batch.pack import predict_many
+        from whyllm.batch import pack
 
         t0 = time.perf_counter()
-        results = predict_many(model, unit.rows, unit.spec.options)
+        results = getattr(pack, f"{unit.spec.analysis}_many")(model, list(unit.rows), unit.spec.options)
         each = (time.perf_counter() - t0) / max(len(unit.rows), 1)
         yield from ((r, res, each) for r, res in zip(unit.rows, results, strict=True))
         return

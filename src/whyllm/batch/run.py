@@ -15,7 +15,7 @@ from whyllm.batch.io import clean_temp, done_keys, read_input, read_manifest, wr
 from whyllm.errors import InputError
 from whyllm.methods.engine.progress import Progress
 
-__all__ = ["DEFAULT_CHUNK", "ENGINES", "BatchSummary", "batch", "weights_hash"]
+__all__ = ["DEFAULT_CHUNK", "ENGINES", "BatchSummary", "batch", "weights_hash", "weights_key"]
 
 ENGINES = ("embedded", "ray")
 DEFAULT_CHUNK = 32
@@ -66,6 +66,52 @@ def weights_hash(model) -> str:
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+def weights_key(model) -> str | None:
+    """A cheap stand-in for :func:`weights_hash` of a model loaded from a local folder, else ``None``.
+
+    BLAKE2b of the folder's weight files (path, size, modification time) and of the loaded tensors'
+    names, dtypes, shapes and about 256 evenly strided values each: it changes when the files change
+    (rewritten, replaced), when they load differently (another dtype, an adapter's extra tensors) or
+    when a sampled value differs. Milliseconds, where the full hash reads every byte (seconds).
+    """
+    import torch
+
+    src = str(getattr(model.hf, "name_or_path", "") or "")
+    folder = Path(src) if src else None
+    if folder is None or not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    if not files:
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for p in files:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    with torch.no_grad():
+        for name, t in sorted(model.hf.state_dict().items()):
+            flat = t.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 256)].float().cpu()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _weights(out: Path, model) -> dict[str, Any]:
+    """The manifest's ``weights_hash`` and ``weights_key``.
+
+    The hash is taken from ``out``'s manifest when the key matches (a resume over the same files),
+    else computed.
+    """
+    key = weights_key(model)
+    old = read_manifest(out) or {}
+    if key is not None and old.get("weights_key") == key and old.get("weights_hash"):
+        return {"weights_hash": old["weights_hash"], "weights_key": key}
+    return {"weights_hash": weights_hash(model), "weights_key": key}
 
 
 def _file_hash(path: Path) -> str:
@@ -143,7 +189,7 @@ def batch(
     manifest = {
         "model": loaded.name,
         "model_source": None if isinstance(model, Model) else model,
-        "weights_hash": weights_hash(loaded),
+        **_weights(out, loaded),
         "whyllm_version": __version__,
         "input": str(Path(input).resolve()),
         "input_hash": _file_hash(Path(input)),

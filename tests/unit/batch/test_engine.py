@@ -182,3 +182,35 @@ def test_an_unreachable_ray_head_fails_fast_with_a_clear_message():
 
     with pytest.raises(RayStartError, match="cannot be reached.*--engine embedded"):
         _start("127.0.0.1:9", None)
+
+
+def test_resume_reuses_the_weights_hash_and_still_refuses_changed_weights(
+    tiny, saved_model, tmp_path, monkeypatch
+):
+    import shutil
+
+    import torch
+
+    from whyllm.batch import run as run_mod
+    from whyllm.model import load_model
+
+    folder = tmp_path / "model"
+    shutil.copytree(saved_model, folder)
+    src = _write(tmp_path / "in.jsonl", [{"prompt": "The dog"}])
+    out = tmp_path / "out"
+    hashed = []
+    real = run_mod.weights_hash
+    monkeypatch.setattr(run_mod, "weights_hash", lambda m: hashed.append(1) or real(m))
+    batch(src, ["predict"], out, model=load_model(str(folder)))
+    batch(src, ["predict", "predict:top_k=2"], out, model=load_model(str(folder)))  # a resume: key matches
+    assert len(hashed) == 1
+    model = load_model(str(folder))
+    key = run_mod.weights_key(model)
+    assert key is not None and run_mod.weights_key(load_model(str(folder), dtype="bfloat16")) != key
+    with torch.no_grad():
+        next(model.hf.parameters()).mul_(1.5)
+    model.hf.save_pretrained(folder)  # other weights under the same path
+    with pytest.raises(InputError, match="never mixed"):
+        batch(src, ["predict"], out, model=load_model(str(folder)))
+    assert len(hashed) == 2
+    assert run_mod.weights_key(tiny("llama")) is None  # built in memory: hashed in full every run

@@ -22,8 +22,8 @@ from whyllm.methods.engine.progress import Progress, report
 from whyllm.model.base import Model
 
 __all__ = [
-    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "masked_scores", "memory_cap",
-    "rows_per_chunk",
+    "DEFAULT_MAX_MEMORY", "Job", "MethodOutput", "Scoring", "masked_scores", "memory_cap",
+    "rows_per_chunk", "score",
 ]
 
 # on CPU: bytes of activations one chunk may hold (gradients included). Bigger chunks run a little
@@ -129,6 +129,47 @@ def masked_scores(
         done += len(idx)
         report(progress, done, n_rows)
     return out
+
+
+@dataclass(frozen=True, eq=False)
+class Scoring:
+    """One batch of edited inputs to score, as an attribution run asks for it (``run.steps``).
+
+    Attributes:
+        target: what to score.
+        x / base: ``(1, pos, d_model)`` input and baseline embeddings.
+        masks: ``(rows, pos)`` bool, True where a row takes the baseline; ``None``: the input and the
+            baseline themselves (two rows).
+        max_memory / reuse_prefix / progress: as :func:`masked_scores` takes them.
+    """
+
+    target: Target
+    x: Tensor
+    base: Tensor
+    masks: Tensor | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
+    reuse_prefix: bool = True
+    progress: Progress | None = None
+
+    @property
+    def length(self) -> int:
+        """Input tokens."""
+        return int(self.x.shape[1])
+
+    def inputs(self) -> Tensor:
+        """The edited inputs, ``(rows, pos, d_model)``."""
+        if self.masks is None:
+            return torch.cat([self.x, self.base])
+        return torch.where(self.masks.to(self.x.device)[:, :, None], self.base, self.x)
+
+
+def score(model: Model, s: Scoring) -> Tensor:
+    """Run one :class:`Scoring` on its own: ``(rows, n_groups)`` scores on the model's device or CPU."""
+    if s.masks is None:
+        with torch.no_grad():
+            return s.target.scores(model, s.inputs())
+    return masked_scores(model, s.target, s.x, s.base, s.masks, max_memory=s.max_memory,
+                         reuse_prefix=s.reuse_prefix, progress=s.progress)
 
 
 @dataclass(eq=False)

@@ -14,11 +14,25 @@ Rows are batched and share the key/value cache of their unchanged prefix (see
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from whyllm.methods.attribution.aggregate import unit_mask
-from whyllm.methods.attribution.engine import Job, MethodOutput, masked_scores
+from whyllm.methods.attribution.engine import Job, MethodOutput, Scoring, score
 
-__all__ = ["occlusion"]
+__all__ = ["occlusion", "occlusion_output", "occlusion_scoring"]
+
+
+def occlusion_scoring(job: Job, *, reuse_prefix: bool = True) -> Scoring:
+    """The edited inputs occlusion scores: one per unit, that unit replaced by the baseline."""
+    n = job.x.shape[1]
+    masks = torch.stack([unit_mask(job.units, n, [k]) for k in range(len(job.units))])  # (units, pos)
+    return Scoring(job.target, job.x, job.base, masks, max_memory=job.max_memory, reuse_prefix=reuse_prefix,
+                   progress=job.progress)
+
+
+def occlusion_output(job: Job, scores: Tensor) -> MethodOutput:
+    """Unit scores from the target on the edited inputs ``(units, n_groups)``: the drop from ``job.full``."""
+    return MethodOutput(unit_scores=(job.full.cpu()[None, :] - scores.cpu()).T.contiguous())
 
 
 def occlusion(job: Job, *, reuse_prefix: bool = True) -> MethodOutput:
@@ -29,8 +43,4 @@ def occlusion(job: Job, *, reuse_prefix: bool = True) -> MethodOutput:
         reuse_prefix: share the unchanged prefix's key/value cache within a batch (faster; the
             results are the same up to float rounding).
     """
-    n = job.x.shape[1]
-    masks = torch.stack([unit_mask(job.units, n, [k]) for k in range(len(job.units))])  # (units, pos)
-    scores = masked_scores(job.model, job.target, job.x, job.base, masks, max_memory=job.max_memory,
-                           reuse_prefix=reuse_prefix, progress=job.progress)  # (units, n_groups)
-    return MethodOutput(unit_scores=(job.full.cpu()[None, :] - scores).T.contiguous())
+    return occlusion_output(job, score(job.model, occlusion_scoring(job, reuse_prefix=reuse_prefix)))

@@ -7,13 +7,15 @@ cannot depend on; aggregate tokens into units; score faithfulness.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import torch
 from torch import Tensor
 
 from whyllm.methods.attribution.aggregate import UnitSpan, make_units, spread, unit_scores, unit_text
 from whyllm.methods.attribution.baselines import resolve
-from whyllm.methods.attribution.engine import Job, MethodOutput, memory_cap
-from whyllm.methods.attribution.faithfulness import faithfulness as score_faithfulness
+from whyllm.methods.attribution.engine import Job, MethodOutput, Scoring, memory_cap, score
+from whyllm.methods.attribution.faithfulness import plan as faithfulness_plan
 from whyllm.methods.attribution.request import AttributionRequest
 from whyllm.methods.attribution.targets import Target
 from whyllm.methods.engine.progress import Progress
@@ -21,7 +23,7 @@ from whyllm.model.base import Model
 from whyllm.results.attribution import AttributionResult, Faithfulness, Unit
 from whyllm.results.base import meta
 
-__all__ = ["run"]
+__all__ = ["run", "steps"]
 
 
 def _score(model: Model, request: AttributionRequest, x: Tensor, base: Tensor
@@ -56,17 +58,34 @@ def _causal(out: MethodOutput, target: Target, units: list[UnitSpan], n: int) ->
     return out
 
 
-def run(model: Model, request: AttributionRequest, progress: Progress | None = None) -> AttributionResult:
-    """Run one attribution request (see the module docstring)."""
+def steps(model: Model, request: AttributionRequest, progress: Progress | None = None
+          ) -> Generator[Scoring, Tensor, AttributionResult]:
+    """:func:`run` as a generator that hands out its forward passes.
+
+    It yields each batch of edited inputs to score (a :class:`Scoring`: the input and baseline pair, a
+    masking method's inputs, the faithfulness inputs) and takes their scores ``(rows, n_groups)`` back,
+    so that a caller may score the batches of several runs together (:mod:`whyllm.batch.pack`).
+    Everything else (a method that is not a pure masking method, the prediction when no target is
+    given) runs inside.
+    """
     entry, prep = request.entry, request.prep
     max_memory = memory_cap(model, request.max_memory)
     units = make_units(prep, request.granularity)
     with torch.no_grad():
         x = model.adapter.embed(prep.ids)  # (1, pos, d_model)
     base, label, erase, erase_label = resolve(model, prep, x, request.baseline, erasure=entry.erasure)
-    target, full, empty = _score(model, request, x, base)
+    if request.target is None:
+        target, full, empty = _score(model, request, x, base)
+    else:
+        target = request.target
+        values = (yield Scoring(target, x, base, max_memory=max_memory)).cpu()  # (2, n_groups)
+        full, empty = values[0], values[1]
     job = Job(model, prep, target, x, base, units, full, empty, max_memory, progress)
-    out = _causal(entry.fn(job, **request.options), target, units, prep.n)
+    if entry.scoring is not None:
+        out = entry.output(job, (yield entry.scoring(job, **request.options)))
+    else:
+        out = entry.fn(job, **request.options)
+    out = _causal(out, target, units, prep.n)
     if out.token_scores is not None:
         tokens, per_unit = out.token_scores, unit_scores(out.token_scores, units)
     else:
@@ -76,11 +95,24 @@ def run(model: Model, request: AttributionRequest, progress: Progress | None = N
     if request.faithfulness:
         keep = [k for k, u in enumerate(units) if u.role != "output"]
         # one replacement for every method, so that their metrics compare (``whyllm evaluate``)
-        job_total = Job(model, prep, target.summed(), x, erase, units, full.sum(0, keepdim=True), None,
-                        max_memory)
-        faith = score_faithfulness(job_total, [units[k] for k in keep], total[keep],
-                                   fractions=request.fractions, replacement=erase_label)
+        p = faithfulness_plan([units[k] for k in keep], total[keep], prep.n, fractions=request.fractions)
+        values = yield Scoring(target.summed(), x, erase, p.rows, max_memory=max_memory)  # (distinct, 1)
+        rand = None
+        if p.rand_rows is not None:  # the random orders: a batch of their own
+            rand = (yield Scoring(target.summed(), x, erase, p.rand_rows, max_memory=max_memory))[:, 0]
+        faith = p.result(values[:, 0], rand, float(full.sum()), erase_label)
     return _result(model, request, target, units, tokens, total, faith, label, out, float(full.sum()))
+
+
+def run(model: Model, request: AttributionRequest, progress: Progress | None = None) -> AttributionResult:
+    """Run one attribution request (see the module docstring): :func:`steps`, each batch scored here."""
+    gen = steps(model, request, progress)
+    try:
+        scoring = next(gen)
+        while True:
+            scoring = gen.send(score(model, scoring))
+    except StopIteration as stop:
+        return stop.value
 
 
 def _result(model: Model, request: AttributionRequest, target: Target, units: list[UnitSpan], tokens: Tensor,

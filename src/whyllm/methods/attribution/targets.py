@@ -80,22 +80,31 @@ class Target:
                 without a cache).
             cache: key/value cache of a shared prefix, already expanded to ``batch * rows``.
         """
-        b, length = embeds.shape[:2]
-        x = embeds
-        if self.appended.shape[1] > 0:
-            app = model.adapter.embed(self.appended.to(embeds.device)).to(embeds.dtype)  # (rows, n_app, d)
-            x = torch.cat([embeds.repeat_interleave(self.rows, 0), app.repeat(b, 1, 1)], dim=1)
-        elif self.rows > 1:
-            x = embeds.repeat_interleave(self.rows, 0)
-        positions, _ = self.read_positions(length)
+        x = self.sequences(model, embeds)
+        positions, _ = self.read_positions(embeds.shape[1])
         out = model.hf(inputs_embeds=x, cache=cache, use_cache=cache is not None,
                        logits_to_keep=positions.to(embeds.device))
-        logits = out.logits.float()  # (batch * rows, n_pos, vocab)
+        return self.normalise(out.logits)  # (batch * rows, n_pos, vocab)
+
+    def normalise(self, logits: Tensor) -> Tensor:
+        """Log-probabilities from logits ``(..., vocab)``: the decoding transform, then the softmax."""
+        logits = logits.float()
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.keep is not None:
             logits = logits.masked_fill(~self.keep.to(logits.device), float("-inf"))
         return logits.log_softmax(-1)
+
+    def sequences(self, model: Model, embeds: Tensor) -> Tensor:
+        """The batch rows the model runs for ``embeds`` ``(batch, pos, d_model)``.
+
+        Each input followed by each row's appended tokens: ``(batch * rows, pos + n_app, d_model)``.
+        """
+        b = embeds.shape[0]
+        if self.appended.shape[1] > 0:
+            app = model.adapter.embed(self.appended.to(embeds.device)).to(embeds.dtype)  # (rows, n_app, d)
+            return torch.cat([embeds.repeat_interleave(self.rows, 0), app.repeat(b, 1, 1)], dim=1)
+        return embeds.repeat_interleave(self.rows, 0) if self.rows > 1 else embeds
 
     def read_positions(self, length: int) -> tuple[Tensor, Tensor]:
         """The distinct positions read in an input of ``length`` tokens, and each read's index into them."""
