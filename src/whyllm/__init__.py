@@ -35,6 +35,7 @@ from whyllm.model import DEFAULT_MODEL, Model, ModelAdapter, cache_dir, load_mod
 from whyllm.model.adapters import AdaptedModel, load_adapter
 from whyllm.model.chat import chat_prompt, reply_text
 from whyllm.results.attribution import AttributionResult, EvaluationResult
+from whyllm.results.batch import BatchSummary
 from whyllm.results.circuits import CircuitResult
 from whyllm.results.feedback import DiffResult, FeedbackListResult, TuneResult
 from whyllm.results.generate import GenerationResult, SamplesResult, Step
@@ -51,6 +52,7 @@ __all__ = [
     "AdaptedModel",
     "AttentionResult",
     "AttributionResult",
+    "BatchSummary",
     "Candidate",
     "CircuitResult",
     "ComponentsResult",

@@ -13,6 +13,7 @@ EXPECTED = [
     "AdaptedModel",
     "AttentionResult",
     "AttributionResult",
+    "BatchSummary",
     "Candidate",
     "CircuitResult",
     "ComponentsResult",

@@ -11,7 +11,8 @@ import types
 
 from whyllm.batch.engine import RunSpec, parse_run
 from whyllm.batch.io import read_input, read_table
-from whyllm.batch.run import BatchSummary, batch, weights_hash
+from whyllm.batch.run import batch, weights_hash
+from whyllm.results.batch import BatchSummary
 
 __all__ = ["BatchSummary", "RunSpec", "batch", "parse_run", "read_input", "read_table", "weights_hash"]
 

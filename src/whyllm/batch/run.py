@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,46 +13,13 @@ from whyllm.batch.engine import RunSpec, parse_run, plan
 from whyllm.batch.io import clean_temp, done_keys, read_input, read_manifest, write_manifest
 from whyllm.errors import InputError
 from whyllm.methods.engine.progress import Progress
+from whyllm.results.base import meta
+from whyllm.results.batch import BatchSummary
 
-__all__ = ["DEFAULT_CHUNK", "ENGINES", "BatchSummary", "batch", "weights_hash", "weights_key"]
+__all__ = ["DEFAULT_CHUNK", "ENGINES", "batch", "weights_hash", "weights_key"]
 
 ENGINES = ("embedded", "ray")
 DEFAULT_CHUNK = 32
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    """What a batch run did.
-
-    Attributes:
-        out: the output folder.
-        rows: input rows. runs: the ``method`` labels run.
-        total: output rows the input asks for (rows x runs). skipped: already done before this run.
-        done: written by this run. errors: error rows written by this run. seconds: wall time.
-    """
-
-    out: str
-    rows: int
-    runs: tuple[str, ...]
-    total: int
-    skipped: int
-    done: int
-    errors: int
-    seconds: float
-
-    @property
-    def rows_per_second(self) -> float:
-        """Output rows written per second by this run."""
-        return self.done / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts."""
-        return {
-            "kind": "batch_summary",
-            **asdict(self),
-            "runs": list(self.runs),
-            "rows_per_second": self.rows_per_second,
-        }
 
 
 def weights_hash(model) -> str:
@@ -246,4 +212,5 @@ def batch(
         counts["done"],
         counts["errors"],
         time.perf_counter() - t0,
+        meta(loaded, "batch", engine=engine, chunk=chunk, runs=[s.to_text() for s in specs]),
     )

@@ -88,10 +88,7 @@ def batch_cmd(
     if json_:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
         return
-    out_console.print(
-        f"{summary.done} rows written ({summary.errors} errors), {summary.skipped} already done, "
-        f"{summary.total} in all; {summary.rows_per_second:.1f} rows/s; {summary.out}"
-    )
+    out_console.print(summary)
 
 
 @command("report")

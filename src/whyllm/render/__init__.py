@@ -2,6 +2,7 @@
 
 from whyllm.render import (
     attribution,
+    batch,
     circuits,
     dispatch,
     feedback,
@@ -15,6 +16,6 @@ from whyllm.render import (
 )
 
 __all__ = [
-    "attribution", "circuits", "dispatch", "feedback", "html", "internals", "params", "plot", "qk",
-    "terminal", "training",
+    "attribution", "batch", "circuits", "dispatch", "feedback", "html", "internals", "params", "plot",
+    "qk", "terminal", "training",
 ]
