@@ -10,7 +10,9 @@ threads for every measurement:
 - ``occlusion``: the same for ``explain:occlusion`` on the first ``--occlusion-rows`` prompts;
 - ``overhead``: seconds spent writing parts and planning a resume, as a share of compute;
 - ``memory``: resident memory after 500 rows and at the end of ``--memory-rows`` rows (tiny model);
-- ``ray`` (with ``--ray``): the same predict batch on a local Ray with the machine's CPUs.
+- ``ray`` (with ``--ray``): the same predict batch on a local Ray with the machine's CPUs (default
+  actors), its time cut into Ray's start, the driver's model load, the actors' start-up and the steady
+  rate once they run.
 """
 
 from __future__ import annotations
@@ -142,13 +144,32 @@ def bench_memory(n: int, tmp: Path) -> dict:
 
 
 def bench_ray(model_name: str | None, src: Path, tmp: Path, embedded_rows_per_s: float) -> dict:
+    """A local Ray run of ``predict``, its wall time cut into Ray's start, the driver's model load (for the
+    manifest), the actors' start-up (process, imports, model load, first unit) and the steady rate."""
+    from whyllm.batch.ray_engine import _start
+
     t0 = time.perf_counter()
-    s = whyllm.batch(src, ["predict"], tmp / "ray", model=model_name, engine="ray")
-    wall = time.perf_counter() - t0
+    _start(None, None)
+    init = time.perf_counter() - t0
+    marks: list[tuple[float, int]] = []
+    t1 = time.perf_counter()
+    s = whyllm.batch(src, ["predict"], tmp / "ray", model=model_name, engine="ray",
+                     progress=lambda done, total: marks.append((time.perf_counter() - t1, done)))
+    wall = time.perf_counter() - t1
+    begun = marks[0][0]  # progress(0, total): the driver has loaded the model and planned the units
+    first_t, first_n = next((t, n) for t, n in marks if n > 0)
+    steady = (s.done - first_n) / (marks[-1][0] - first_t) if marks[-1][0] > first_t else float("nan")
     return {
-        "rows_per_s_incl_startup": s.done / wall,
+        "rows": s.done,
+        "ray_start_s": init,
+        "driver_model_load_s": begun,
+        "actor_startup_and_first_unit_s": first_t - begun,
+        "rest_s": marks[-1][0] - first_t,
+        "rows_per_s_incl_startup": s.done / (init + wall),
         "rows_per_s_after_planning": s.rows_per_second,
+        "steady_rows_per_s": steady,
         "ratio_to_embedded": s.rows_per_second / embedded_rows_per_s,
+        "steady_ratio_to_embedded": steady / embedded_rows_per_s,
     }
 
 

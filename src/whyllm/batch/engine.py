@@ -24,7 +24,8 @@ __all__ = ["RunSpec", "Unit", "figures", "parse_run", "plan", "run_unit"]
 
 _ROW_FIELDS = ("target", "foil", "corrupted")
 _NOT_OPTIONS = {"model", "prompt", "clean", "corrupted", "progress", "prompts"}
-_PACKED = ("predict", "explain")  # analyses with a cross-prompt packed implementation (whyllm.batch.pack)
+# analyses with a cross-prompt packed implementation: whyllm.batch.pack.<analysis>_many
+_PACKED = ("predict", "explain", "components", "lens")
 
 
 def _value(text: str) -> Any:

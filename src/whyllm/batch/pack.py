@@ -27,7 +27,9 @@ from whyllm.methods.engine.args import check_int
 from whyllm.results.base import meta
 from whyllm.results.predict import PredictResult, TargetScore
 
-__all__ = ["MAX_ROWS", "TOKEN_BUDGET", "explain_many", "predict_many", "score_many"]
+__all__ = [
+    "MAX_ROWS", "TOKEN_BUDGET", "components_many", "explain_many", "lens_many", "predict_many", "score_many",
+]
 
 TOKEN_BUDGET = 2048  # padded tokens per forward pass
 MAX_ROWS = 64
@@ -50,12 +52,13 @@ def _prepare(model, row: dict[str, Any], options: dict[str, Any]) -> tuple[list[
     return ids, tids, kwargs
 
 
-def _batches(items: list[tuple[int, list[int], list[int], dict]]) -> list[list]:
+def _batches(items: list[tuple[int, list[int], list[int], dict]], budget: int | None = None) -> list[list]:
+    budget = TOKEN_BUDGET if budget is None else budget
     items = sorted(items, key=lambda it: (len(it[1]) + len(it[2]), it[0]))
     out, cur = [], []
     for it in items:
         width = len(it[1]) + len(it[2])
-        if cur and ((len(cur) + 1) * width > TOKEN_BUDGET or len(cur) >= MAX_ROWS):
+        if cur and ((len(cur) + 1) * width > budget or len(cur) >= MAX_ROWS):
             out.append(cur)
             cur = []
         cur.append(it)
@@ -71,18 +74,21 @@ def _left_padded(lengths: list[int]) -> tuple[Tensor, Tensor]:
     return mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def _forward(model, seqs: list[list[int]], keep: int) -> torch.Tensor:
-    """Log-probs ``(batch, keep, vocab)`` at the last ``keep`` positions of left-padded ``seqs``."""
+def _padded_ids(model, seqs: list[list[int]]) -> dict[str, Tensor]:
+    """Model inputs of left-padded token ``seqs``: ``input_ids``, ``attention_mask``, ``position_ids``."""
     mask, pos = _left_padded([len(s) for s in seqs])
     pad = getattr(model.tokenizer, "pad_token_id", None)
     ids = torch.full(mask.shape, 0 if pad is None else pad, dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, mask.shape[1] - len(s) :] = torch.tensor(s)
     dev = model.device
+    return {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev)}
+
+
+def _forward(model, seqs: list[list[int]], keep: int) -> torch.Tensor:
+    """Log-probs ``(batch, keep, vocab)`` at the last ``keep`` positions of left-padded ``seqs``."""
     with torch.no_grad():
-        out = model.hf(
-            input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), logits_to_keep=keep
-        )
+        out = model.hf(**_padded_ids(model, seqs), logits_to_keep=keep)
     return out.logits[:, -keep:].float().log_softmax(-1).cpu()
 
 
@@ -279,4 +285,89 @@ def explain_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> 
         scores = score_many(model, [pending.pop(i) for i in order])
         for i, value in zip(order, scores, strict=True):
             advance(i, value)
+    return out
+
+
+def components_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
+    """:func:`whyllm.components` over ``rows``: the forward passes packed, each row decomposed on its own.
+
+    Every layer's activations are recorded at every position of a pass (the heads' and MLPs' inputs),
+    so its passes hold a quarter of the token budget.
+
+    Returns:
+        One entry per row, in order: a :class:`~whyllm.ComponentsResult`, or the exception it raised.
+    """
+    from whyllm.batch.engine import RunSpec, call_args
+    from whyllm.methods.components import components_from
+    from whyllm.methods.engine.direct import capture_direct
+
+    out: list[Any] = [None] * len(rows)
+    items = []
+    for i, row in enumerate(rows):
+        try:
+            kwargs = call_args(model, RunSpec("components", options), row)
+            check_int(kwargs.get("top_neurons", 10), "top_neurons", minimum=0)
+            items.append((i, model.encode(kwargs["prompt"])[0].tolist(), [], kwargs))
+        except Exception as e:  # a bad row becomes an error row
+            out[i] = e
+    for batch in _batches(items, TOKEN_BUDGET // 4):
+        try:
+            with torch.no_grad(), capture_direct(model) as acts:
+                logits = model.hf(**_padded_ids(model, [ids for _, ids, _, _ in batch]), use_cache=False,
+                                  logits_to_keep=1).logits[:, -1].float()  # (batch, vocab)
+        except Exception as e:  # noqa: BLE001 (the rows of a failed pass become error rows)
+            for i, *_ in batch:
+                out[i] = e
+            continue
+        for b, (i, ids, _, kwargs) in enumerate(batch):
+            try:
+                out[i] = components_from(
+                    model, kwargs.pop("prompt"), ids, acts.at(-1, row=b), logits[b], **kwargs
+                )
+            except Exception as e:  # a bad target becomes an error row
+                out[i] = e
+    return out
+
+
+def lens_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
+    """:func:`whyllm.logit_lens` over ``rows``: the forward passes packed, each row decoded on its own.
+
+    Returns:
+        One entry per row, in order: a :class:`~whyllm.LensResult`, or the exception it raised.
+    """
+    from whyllm.batch.engine import RunSpec, call_args
+    from whyllm.methods.lens import lens_from, lens_inputs
+    from whyllm.model.hooks import capture
+
+    out: list[Any] = [None] * len(rows)
+    items = []
+    for i, row in enumerate(rows):
+        try:
+            kwargs = call_args(model, RunSpec("lens", options), row)
+            ids, pos, tid = lens_inputs(model, **kwargs)
+            items.append((i, ids, [], {**kwargs, "pos": pos, "tid": tid}))
+        except Exception as e:  # a bad row becomes an error row
+            out[i] = e
+    ad = model.adapter
+    blocks = {f"L{i}": b for i, b in enumerate(ad.blocks)}
+    for batch in _batches(items):
+        inputs = _padded_ids(model, [ids for _, ids, _, _ in batch])
+        try:
+            embed = capture({"embed": ad.blocks[0]}, inputs=True)
+            with torch.no_grad(), embed as first, capture(blocks) as outs:
+                model.hf(**inputs, use_cache=False, logits_to_keep=1)
+        except Exception as e:  # noqa: BLE001 (the rows of a failed pass become error rows)
+            for i, *_ in batch:
+                out[i] = e
+            continue
+        states = [first["embed"], *(outs[n] for n in blocks)]  # layer x (batch, width, d_model)
+        width = states[0].shape[1]
+        for b, (i, ids, _, kw) in enumerate(batch):
+            index = torch.tensor(kw["pos"], device=states[0].device) + (width - len(ids))  # left padding
+            resid = torch.stack([s[b, index] for s in states])  # (layer, pos, d_model)
+            try:
+                out[i] = lens_from(model, kw["prompt"], ids, kw["pos"], resid, kw["tid"],
+                                   target=kw.get("target"), top_k=kw.get("top_k", 5))
+            except Exception as e:  # noqa: BLE001 (a row whose read-out fails becomes an error row)
+                out[i] = e
     return out

@@ -42,7 +42,10 @@ def batch_cmd(
         str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
     ] = None,
     chunk: Annotated[int, typer.Option(help="Rows per unit of work and per part.")] = 32,
-    actors: Annotated[int | None, typer.Option(help="Ray actors (default: CPUs / --num-cpus).")] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(help="Ray actors (default: GPUs / --num-gpus, or CPUs / --num-cpus, or CPUs / 4)."),
+    ] = None,
     num_cpus: Annotated[float | None, typer.Option(help="CPUs per Ray actor (fractions allowed).")] = None,
     num_gpus: Annotated[float, typer.Option(help="GPUs per Ray actor.")] = 0.0,
     timeout: Annotated[

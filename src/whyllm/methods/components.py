@@ -14,7 +14,7 @@ from whyllm.model.base import Model
 from whyllm.results.base import meta
 from whyllm.results.internals import ComponentsResult, Neuron
 
-__all__ = ["components"]
+__all__ = ["components", "components_from"]
 
 
 def _top_neurons(dec: Decomposition, n: int, n_mlps: int = 3) -> tuple[Neuron, ...]:
@@ -48,13 +48,34 @@ def components(
     with torch.no_grad():
         with capture_direct(model) as acts:
             real = model.hf(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1].float()
+    return components_from(model, prompt, ids[0].tolist(), acts.at(-1), real, target=target, foil=foil,
+                           top_neurons=top_neurons)
+
+
+def components_from(
+    model: Model, prompt: str, ids: list[int], acts: dict[str, torch.Tensor], real: torch.Tensor, *,
+    target: str | None = None, foil: str | None = None, top_neurons: int = 10,
+) -> ComponentsResult:
+    """The :func:`components` result from its forward pass: ``acts`` at the last position, ``real`` logits.
+
+    Args:
+        model: the model.
+        prompt: the text.
+        ids: the prompt's token ids.
+        acts: :meth:`~whyllm.methods.engine.direct.DirectActivations.at` the last position.
+        real: ``(vocab,)`` the model's logits there.
+        target: as :func:`components` takes it.
+        foil: as :func:`components` takes it.
+        top_neurons: as :func:`components` takes it.
+    """
+    with torch.no_grad():
         tid, fid = target_and_foil(model, target, foil, real)
-        dec = decompose(model, acts.at(-1), tid, fid)
+        dec = decompose(model, acts, tid, fid)
     s = sum(p.value for p in dec.parts)
     texts = model.token_texts([tid] + ([fid] if fid is not None else []))
     return ComponentsResult(
-        prompt=prompt, input_ids=tuple(ids[0].tolist()), input_tokens=tuple(model.token_texts(ids[0])),
-        position=ids.shape[1] - 1, target=target, target_id=tid, target_token=texts[0],
+        prompt=prompt, input_ids=tuple(ids), input_tokens=tuple(model.token_texts(ids)),
+        position=len(ids) - 1, target=target, target_id=tid, target_token=texts[0],
         parts=tuple(dec.parts), total=dec.total, error=s - dec.total,
         logit=float(real[tid] - (real[fid] if fid is not None else 0.0)),
         n_layers=model.adapter.n_layers, n_heads=model.adapter.n_heads, foil=foil, foil_id=fid,

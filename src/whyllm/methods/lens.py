@@ -14,7 +14,7 @@ from whyllm.model.hooks import capture
 from whyllm.results.base import meta
 from whyllm.results.internals import LensResult
 
-__all__ = ["logit_lens"]
+__all__ = ["lens_from", "lens_inputs", "logit_lens"]
 
 _CHUNK_ELEMENTS = 1 << 25  # logits decoded at once (128 MB of float32): bounds memory, not speed
 
@@ -76,6 +76,23 @@ def logit_lens(
     Returns:
         A :class:`LensResult` with ``n_layers + 1`` rows, embeddings first.
     """
+    ids, pos, tid = lens_inputs(model, prompt, target=target, top_k=top_k, positions=positions)
+    ad = model.adapter
+    blocks = {f"L{i}": b for i, b in enumerate(ad.blocks)}
+    with torch.no_grad():
+        with capture({"embed": ad.blocks[0]}, inputs=True) as first, capture(blocks) as outs:
+            model.hf(input_ids=torch.tensor([ids], device=model.device), use_cache=False, logits_to_keep=1)
+        index = torch.tensor(pos, device=model.device)
+        states = [first["embed"], *(outs[n] for n in blocks)]
+        resid = torch.stack([s[0, index] for s in states])  # (layer, pos, d_model)
+    return lens_from(model, prompt, ids, pos, resid, tid, target=target, top_k=top_k)
+
+
+def lens_inputs(
+    model: Model, prompt: str, *, target: str | None = None, top_k: int = 5,
+    positions: Sequence[int] | None = None,
+) -> tuple[list[int], tuple[int, ...], int | None]:
+    """The checked arguments of :func:`logit_lens`: token ids, positions decoded, the target's id."""
     check_int(top_k, "top_k", maximum=model.adapter.d_vocab)
     ids = model.encode(prompt)  # (1, pos)
     pos = resolve_positions(positions, ids.shape[1])
@@ -84,16 +101,28 @@ def logit_lens(
     require_memory(cells * top_k * 72, f"a logit-lens grid of {cells:,} cells x top {top_k}",
                    "pass fewer positions (e.g. positions=[-1]) or a smaller top_k", model.device)
     tid = token_id(model, target) if target is not None else None
-    ad = model.adapter
-    k = min(top_k, ad.d_vocab)
-    blocks = {f"L{i}": b for i, b in enumerate(ad.blocks)}
+    return ids[0].tolist(), tuple(pos), tid
+
+
+def lens_from(
+    model: Model, prompt: str, ids: list[int], pos: tuple[int, ...], resid: Tensor, tid: int | None, *,
+    target: str | None = None, top_k: int = 5,
+) -> LensResult:
+    """The :func:`logit_lens` result from the residual stream ``resid`` ``(layer, pos, d_model)``.
+
+    Args:
+        model: the model.
+        prompt: the text.
+        ids: the prompt's token ids (from :func:`lens_inputs`).
+        pos: the positions decoded (from :func:`lens_inputs`).
+        tid: the target's token id, or ``None`` (from :func:`lens_inputs`).
+        resid: the stream before the first block and after each block, at ``pos``.
+        target: as :func:`logit_lens` takes it.
+        top_k: as :func:`logit_lens` takes it.
+    """
+    k = min(top_k, model.adapter.d_vocab)
+    names = ["embed", *(f"L{i}" for i in range(model.adapter.n_layers))]
     with torch.no_grad():
-        with capture({"embed": ad.blocks[0]}, inputs=True) as first, capture(blocks) as outs:
-            model.hf(input_ids=ids, use_cache=False, logits_to_keep=1)
-        index = torch.tensor(pos, device=ids.device)
-        names = ["embed", *blocks]
-        states = [first["embed"], *(outs[n] for n in blocks)]
-        resid = torch.stack([s[0, index] for s in states])  # (layer, pos, d_model)
         flat = _decode(model, resid.flatten(0, 1), k, tid)  # rows layer-major
     shape = resid.shape[:2]
     top_ids, top_probs, ent, tp, tr = (x.reshape(*shape, *x.shape[1:]).cpu() for x in flat)
@@ -101,7 +130,7 @@ def logit_lens(
     text = dict(zip(uniq, model.token_texts(uniq), strict=True))
     top_tokens = tuple(tuple(tuple(text[i] for i in cell) for cell in row) for row in top_ids.tolist())
     return LensResult(
-        prompt=prompt, input_ids=tuple(ids[0].tolist()), input_tokens=tuple(model.token_texts(ids[0])),
+        prompt=prompt, input_ids=tuple(ids), input_tokens=tuple(model.token_texts(ids)),
         positions=pos, layer_names=tuple(names), top_ids=top_ids, top_probs=top_probs, top_tokens=top_tokens,
         entropy=ent, target=target, target_id=tid,
         target_token=model.token_texts([tid])[0] if tid is not None else None,

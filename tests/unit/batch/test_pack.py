@@ -113,3 +113,28 @@ def test_a_failed_pass_makes_error_rows_of_its_rows_only(tiny, monkeypatch):
     short, long = explain_many(model, rows, {"method": "occlusion"})
     assert isinstance(short, RuntimeError) and "out of memory" in str(short)
     _close(long.to_dict(), _reference(model, rows[1], {"method": "occlusion"}).to_dict())
+
+
+def _check_many(many, fn, model, options, field_rows):
+    rows = _rows()
+    packed = many(model, rows, options)
+    for row, got in zip(rows, packed, strict=True):
+        try:
+            want = fn(model, row["prompt"], **{k: row[k] for k in field_rows if row[k] is not None}, **options)
+        except InputError as e:
+            assert type(got) is type(e) and str(got) == str(e), row["id"]
+            continue
+        assert not isinstance(got, Exception), (row["id"], got)
+        _close(got.to_dict(), want.to_dict(), row["id"])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
+@pytest.mark.parametrize("options", [{"top_k": 3, "positions": [-1]}, {}])
+def test_packed_lens_equals_one_prompt_at_a_time(tiny, arch, options):
+    # a multi-token target reads its first token; "" is an error row
+    _check_many(pack.lens_many, whyllm.logit_lens, tiny(arch), options, ("target",))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma3_text"])
+def test_packed_components_equals_one_prompt_at_a_time(tiny, arch):
+    _check_many(pack.components_many, whyllm.components, tiny(arch), {"top_neurons": 3}, ("target", "foil"))

@@ -52,9 +52,9 @@ class DirectActivations:
     outputs: dict[str, Tensor]
     inputs: dict[str, Tensor]
 
-    def at(self, pos: int) -> dict[str, Tensor]:
-        """Every activation at position ``pos`` of the first batch row."""
-        return {k: v[0, pos] for k, v in {**self.outputs, **self.inputs}.items()}
+    def at(self, pos: int, row: int = 0) -> dict[str, Tensor]:
+        """Every activation at position ``pos`` of batch row ``row``."""
+        return {k: v[row, pos] for k, v in {**self.outputs, **self.inputs}.items()}
 
 
 @contextmanager
