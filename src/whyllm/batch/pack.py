@@ -221,7 +221,9 @@ def score_many(model, scorings: list) -> list[Tensor | Exception]:
     return results
 
 
+@torch.no_grad()
 def _score_chunk(model, scorings: list, chunk: list, results: list) -> None:
+    """Score one pass of edited inputs; each fills its row of ``results[scoring]``."""
     seqs = []
     for _, k, j, _ in chunk:
         s = scorings[k]

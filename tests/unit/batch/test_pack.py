@@ -119,8 +119,9 @@ def _check_many(many, fn, model, options, field_rows):
     rows = _rows()
     packed = many(model, rows, options)
     for row, got in zip(rows, packed, strict=True):
+        given = {k: row[k] for k in field_rows if row[k] is not None}
         try:
-            want = fn(model, row["prompt"], **{k: row[k] for k in field_rows if row[k] is not None}, **options)
+            want = fn(model, row["prompt"], **given, **options)
         except InputError as e:
             assert type(got) is type(e) and str(got) == str(e), row["id"]
             continue
