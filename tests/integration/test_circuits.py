@@ -23,7 +23,8 @@ def test_ioi_circuit_holds_the_heads_patching_ranks_highest_and_beats_random_cir
     assert res.faithfulness >= 0.8 and res.circuit_edges <= 100, (res.circuit_edges, res.faithfulness)
     inside = [i for i, s in enumerate(res.curve_sizes) if res.circuit_edges <= s < len(res.scores)]
     margins = [float(res.curve[i] - res.random_curve[i]) for i in inside]
-    assert min(margins) >= 0.5, list(zip(res.curve_sizes, res.curve.tolist(), res.random_curve.tolist()))
+    curve = list(zip(res.curve_sizes, res.curve.tolist(), res.random_curve.tolist(), strict=True))
+    assert min(margins) >= 0.5, curve
 
 
 def test_factual_recall_runs_through_mlps_at_the_subject(gemma):

@@ -155,8 +155,8 @@ def test_token_embeddings_are_nodes_of_their_own(tiny):
     assert [n.id for n in res.nodes[:n_pos]] == [f"embed@{p}" for p in range(n_pos)]
     assert len(res.nodes) == n_pos + len(graph.nodes) - 1
     assert len(res.scores) == graph.n_edges + (n_pos - 1) * int(graph.valid[:, 0].sum())
-    differ = [p for p, (a, b) in enumerate(zip(model.encode(CLEAN)[0], model.encode(CORRUPTED)[0], strict=True))
-              if a != b]
+    clean, corrupted = model.encode(CLEAN)[0].tolist(), model.encode(CORRUPTED)[0].tolist()
+    differ = [p for p, (a, b) in enumerate(zip(clean, corrupted, strict=True)) if a != b]
     for e in res.edge_rows():  # a token the corrupted prompt does not change carries nothing
         if e["source"].startswith("embed@") and int(e["source"][6:]) not in differ:
             assert e["score"] == 0.0
