@@ -61,10 +61,12 @@ def _brute_force(model, clean: str, corrupted: str, result, n_top: int, n_random
     gen = torch.Generator().manual_seed(0)
     others = n_top + torch.randperm(len(rows) - n_top, generator=gen)[:n_random]
     chosen = list(range(n_top)) + others.tolist()
-    ablate = torch.zeros(len(graph.ends), len(chosen) + 1, len(graph.writers), 1)
+    ablate = torch.zeros(len(graph.ends), len(chosen) + 1, len(graph.writers), ids.shape[1])
     for row, k in enumerate(chosen, 1):
         e = rows[k]
-        ablate[ends[(e["target"], e["port"])], row, graph.writers.index(index[e["source"]])] = 1.0
+        source, _, at = e["source"].partition("@")  # a token's embeddings: one position
+        where = int(at) if at else slice(None)
+        ablate[ends[(e["target"], e["port"])], row, graph.writers.index(index[source]), where] = 1.0
     start = time.perf_counter()
     values = torch.cat([ablation_pass(model, graph, ids, base, ablate[:, i: i + 32], metric)
                         for i in range(0, ablate.shape[1], 32)])
