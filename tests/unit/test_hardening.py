@@ -135,9 +135,9 @@ def test_server_cancels_a_job_past_its_time_limit(tiny):
 
     app = create_app(tiny("llama"), token=TOKEN, limits=replace(LIMITS, job_seconds=0.05))
     with TestClient(app, base_url=BASE) as c:
-        body = {"prompt": P, "method": "integrated_gradients", "steps": 256, "faithfulness": True,
-                "target": " Paris. It is a city"}
-        r = c.post("/api/explain", json=body, headers={"X-Whyllm-Token": TOKEN})
+        # 16 samples of 100 tokens: 1,600 forward passes, seconds of work against a 0.05 s limit
+        body = {"prompt": P, "max_new_tokens": 100, "samples": 16, "seed": 0}
+        r = c.post("/api/generate", json=body, headers={"X-Whyllm-Token": TOKEN})
         assert r.status_code == 504 and "time limit" in r.json()["detail"].replace("limit of", "time limit")
         ok = c.post("/api/predict", json={"prompt": P}, headers={"X-Whyllm-Token": TOKEN})
         assert ok.status_code == 200  # the worker serves the next request

@@ -863,7 +863,7 @@ function lineView(m, tokens, name) {
   const add = (parent, tag, attrs, t) => { const x = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs)) x.setAttribute(k, v); if (t !== undefined) x.textContent = t; parent.append(x); return x; };
   for (const [k, v] of Object.entries({ width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "group",
-    "aria-label": `Line view of ${name}: ${n} query tokens on the left, ${n} key tokens on the right; use the arrow keys to move between tokens`,
+    "aria-label": `Line view of ${name}: ${n} query tokens on the left, ${n} key tokens on the right; use the arrow keys to move between tokens, Enter to explain the score with QK attribution`,
     "aria-describedby": "attn-line-detail" })) svg.setAttribute(k, v);
   const mark = add(svg, "rect", { class: "line-mark", x: 0, y: 0, width: 0, height: row, rx: 3 });
   const g = add(svg, "g", { "aria-hidden": "true" });
@@ -900,6 +900,8 @@ function lineView(m, tokens, name) {
     mark.setAttribute("width", 0); Object.values(labels).flat().forEach((x) => x.classList.remove("act")); };
   svg.addEventListener("mouseover", (ev) => { const t = ev.target.closest("text"); if (t) show(t.dataset.col, Number(t.dataset.i)); });
   svg.addEventListener("mouseleave", () => { if (!svg.contains(document.activeElement)) reset(); });
+  svg.addEventListener("click", (ev) => { const t = ev.target.closest("text");   // the same as Enter
+    if (t) { t.focus(); t.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter", bubbles: true })); } });
   svg.addEventListener("focusin", (ev) => { const t = ev.target.closest("text"); if (t) show(t.dataset.col, Number(t.dataset.i)); });
   svg.addEventListener("focusout", (ev) => { if (!svg.contains(ev.relatedTarget)) reset(); });
   svg.addEventListener("keydown", (ev) => {   // arrows move within a column, left/right switch columns
@@ -907,6 +909,14 @@ function lineView(m, tokens, name) {
     const to = { ArrowUp: [col, i - 1], ArrowDown: [col, i + 1], Home: [col, 0], End: [col, n - 1],
       ArrowLeft: ["q", i], ArrowRight: ["k", i], PageUp: [col, i - 10], PageDown: [col, i + 10] }[ev.key];
     if (ev.key === "Escape") { reset(); return; }
+    if ((ev.key === "Enter" || ev.key === " ") && $("qk-query")) {   // explain this query's (or key's) score
+      ev.preventDefault();
+      const off = state.attn?.offset || 0; const qSel = $("qk-query"); const kSel = $("qk-key");
+      if (col === "q") { qSel.value = String(off + i); qSel.dispatchEvent(new Event("change")); }
+      else if (i <= Number(qSel.value) - off) kSel.value = String(off + i);
+      $("qk-run").click();
+      return;
+    }
     if (!to) return;
     ev.preventDefault();
     const j = Math.max(0, Math.min(n - 1, to[1]));
@@ -917,7 +927,8 @@ function lineView(m, tokens, name) {
     el("h4", { text: `Line view of ${name}` }),
     el("p", { class: "dim", text: "Left: each query token (the position attending); right: each key token (attended to). "
       + "A line's opacity is the attention weight (a focused token's lines are drawn stronger). Hover a token, or Tab into the view and use the arrow keys "
-      + "(← queries, → keys, Esc shows all), to keep only its lines." }),
+      + "(← queries, → keys, Esc shows all), to keep only its lines; Enter (or a click) on a query explains its score "
+      + "to its most attended key with QK attribution, on a key the score of the chosen query to it." }),
     el("div", { class: "lineview-cols dim", "aria-hidden": "true" }, el("span", { text: "queries" }), el("span", { text: "keys" })),
     el("div", { class: "lineview-scroll" }, svg), detail);
 }
