@@ -304,9 +304,9 @@ def test_12_the_line_view_works_by_keyboard_and_hover_and_follows_the_sink_toggl
     assert page.locator("#attn-table").count() == 1  # the table alternative stays
     view.locator("text[data-col=q]").nth(7).focus()
     page.keyboard.press("Enter")  # a token is a button: it explains that query's score (QK attribution)
-    page.wait_for_function("document.querySelector('#qk-query').value === '7'")
-    page.wait_for_function("(document.querySelector('#qk-headline') || {}).textContent?.includes('(pos 7)')")
-    assert page.locator("#qk-key").input_value() != ""
+    # the page's CSP forbids eval, so wait on a locator rather than wait_for_function
+    page.locator("#qk-headline", has_text="(pos 7)").wait_for()
+    assert page.locator("#qk-query").input_value() == "7" and page.locator("#qk-key").input_value() != ""
 
 
 def test_13_one_target_for_the_page_reports_of_the_result_on_screen_and_drill_down(page):
