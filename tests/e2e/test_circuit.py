@@ -62,6 +62,8 @@ def test_circuit_graph_slider_details_and_downloads(page, axe_source, shot):
     head.click()
     assert page.locator("#circuit-graph .node.selected").count() == 1
     assert "head" in page.inner_text("#circuit-side-title")
+    assert "From the last token it attends to" in page.inner_text("#circuit-attends")  # its pattern, in words
+    assert page.inner_text("#circuit-lens-top").startswith("Logit lens after layer 1")
     assert page.locator("#circuit-in tr, #circuit-out tr").count() > 0
     mlp = page.locator("#circuit-graph .node[data-node$='.mlp']").first
     mlp.focus()

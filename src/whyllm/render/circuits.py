@@ -335,17 +335,24 @@ def _node_rows(r: CircuitResult) -> str:
         i = index[n.id]
         return sum(float(r.scores[k]) for k, e in enumerate(ends) if e == i)
 
+    keys = {a.node: ", ".join(f"{visible(t)!r} (pos {p}) {w:.2f}" for p, t, w in a.keys) for a in r.attention}
+    lens = {x.layer: ", ".join(f"{visible(t)!r} {q:.2f}" for t, q in x.top) for x in r.lens}
+
+    def details(n: CircuitNode) -> str:
+        """What the node does: a head's strongest keys, an MLP's neurons; the lens after its layer."""
+        base = n.id.split("@")[0]
+        what = [f"attends to {keys[base]}"] if base in keys else []
+        what += [f"neurons: {'; '.join(neurons[base])}"] if base in neurons else []
+        what += [f"lens after L{n.layer}: {lens[n.layer]}"] if n.layer in lens else []
+        return esc(" · ".join(what))
+
     rows = [
-        [
-            f"<span id='node-{esc(n.id)}'>{esc(n.id)}</span>",
-            esc(n.kind),
-            f"{total(n, dst):+.3f}",
-            f"{total(n, src):+.3f}",
-            esc("; ".join(neurons.get(n.id.split("@")[0], []))),
-        ]
+        [f"<span id='node-{esc(n.id)}'>{esc(n.id)}</span>", esc(n.kind), f"{total(n, dst):+.3f}",
+         f"{total(n, src):+.3f}", details(n)]
         for n in kept
     ]
-    return table(["node", "kind", "into it (sum of scores)", "out of it", "top neurons"], rows)
+    what = "what it does (attention from the last token, top neurons, logit lens after its layer)"
+    return table(["node", "kind", "into it (sum of scores)", "out of it", what], rows)
 
 
 @dispatch.html.register

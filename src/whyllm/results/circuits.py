@@ -14,7 +14,7 @@ from torch import Tensor
 from whyllm.files import write_atomic
 from whyllm.results.base import Result
 
-__all__ = ["CircuitNeuron", "CircuitNode", "CircuitResult"]
+__all__ = ["CircuitAttention", "CircuitLens", "CircuitNeuron", "CircuitNode", "CircuitResult"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,30 @@ class CircuitNeuron:
     top_tokens: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class CircuitAttention:
+    """Where a head attends from the last position of the clean prompt.
+
+    Attributes:
+        node: the head's node id.
+        layer / head: the head.
+        keys: its strongest keys as ``(position, token, weight)``, largest weight first.
+    """
+
+    node: str
+    layer: int
+    head: int
+    keys: tuple[tuple[int, str, float], ...]
+
+
+@dataclass(frozen=True)
+class CircuitLens:
+    """The logit lens at the last position after one layer: ``top`` as ``(token, probability)`` pairs."""
+
+    layer: int
+    top: tuple[tuple[str, float], ...]
+
+
 @dataclass(frozen=True, eq=False)
 class CircuitResult(Result):
     """Every edge of the model's graph scored by edge attribution patching, and a circuit checked by ablation.
@@ -84,6 +108,9 @@ class CircuitResult(Result):
         curve_sizes / curve: ``(size,)`` faithfulness of the top-N circuits for each N.
         random_curve / random_std: mean and spread of random circuits of the same sizes (or ``None``).
         neurons: top neurons of the circuit's MLPs.
+        attention: for every head, its strongest keys from the last position.
+        lens: the logit lens at the last position after every layer (what the residual stream would
+            predict there).
     """
 
     kind: ClassVar[str] = "circuit"
@@ -114,6 +141,8 @@ class CircuitResult(Result):
     random_curve: Tensor | None = field(default=None, repr=False)
     random_std: Tensor | None = field(default=None, repr=False)
     neurons: tuple[CircuitNeuron, ...] = ()
+    attention: tuple[CircuitAttention, ...] = ()
+    lens: tuple[CircuitLens, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -208,6 +237,13 @@ class CircuitResult(Result):
                 }
                 for x in self.neurons
             ],
+            "attention": [
+                {"node": a.node, "layer": a.layer, "head": a.head,
+                 "keys": [{"position": p, "token": t, "weight": w} for p, t, w in a.keys]}
+                for a in self.attention
+            ],
+            "lens": [{"layer": x.layer, "top": [{"token": t, "probability": q} for t, q in x.top]}
+                     for x in self.lens],
             "meta": self.meta,
         }
 
@@ -258,6 +294,13 @@ class CircuitResult(Result):
                 )
                 for x in doc.get("neurons", [])
             ),
+            attention=tuple(
+                CircuitAttention(a["node"], a["layer"], a["head"],
+                                 tuple((k["position"], k["token"], k["weight"]) for k in a["keys"]))
+                for a in doc.get("attention", [])
+            ),
+            lens=tuple(CircuitLens(x["layer"], tuple((t["token"], t["probability"]) for t in x["top"]))
+                       for x in doc.get("lens", [])),
             meta=doc.get("meta", {}),
         )
 

@@ -181,3 +181,28 @@ def test_views_say_it_in_words(tiny):
     html = page(res)
     assert html.count("type='radio'") == len(set(res.curve_sizes) | {res.circuit_edges})
     assert "<svg class='graph'" in html and "plain EAP is a first-order estimate" in html
+
+
+def test_heads_carry_their_attention_and_every_layer_its_lens(tiny):
+    from whyllm import attention, logit_lens
+
+    model = tiny("gemma3_text")
+    res = circuit(model, CLEAN, corrupted=CORRUPTED, steps=2, sizes=[5, 40])
+    assert {a.node for a in res.attention} == {n.id for n in res.nodes if n.kind == "head"}
+    a = res.attention[0]
+    pattern = attention(model, CLEAN, layers=[a.layer], heads=[a.head]).patterns[0, 0, -1]
+    assert [k[0] for k in a.keys] == pattern.topk(len(a.keys)).indices.tolist()
+    assert a.keys[0][2] == pytest.approx(float(pattern.max()), abs=1e-5)
+    assert [x.layer for x in res.lens] == list(range(model.adapter.n_layers))
+    lens = logit_lens(model, CLEAN, positions=[-1], top_k=3)
+    for x in res.lens:  # the same read-out as the lens analysis (whose first row is the embeddings)
+        assert x.top[0][0] == lens.top_tokens[x.layer + 1][-1][0]
+    doc = res.to_dict()
+    assert doc["attention"][0]["keys"][0]["token"] == a.keys[0][1] and len(doc["lens"]) == len(res.lens)
+    assert "attends to" in page_text(res)
+
+
+def page_text(res):
+    from whyllm.render.html import page
+
+    return page(res)

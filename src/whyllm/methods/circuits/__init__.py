@@ -30,8 +30,10 @@ from whyllm.methods.engine.direct import DirectActivations, capture_direct, deco
 from whyllm.methods.engine.progress import Progress, report
 from whyllm.methods.engine.sweep import Metric
 from whyllm.model.base import Model, check_prompt
+from whyllm.model.hooks import capture
+from whyllm.model.patches import attention_weights, eager_attention
 from whyllm.results.base import meta
-from whyllm.results.circuits import CircuitNeuron, CircuitNode, CircuitResult
+from whyllm.results.circuits import CircuitAttention, CircuitLens, CircuitNeuron, CircuitNode, CircuitResult
 
 __all__ = ["METHODS", "circuit"]
 
@@ -157,6 +159,30 @@ def _neurons(model: Model, acts: DirectActivations, grads: list[Tensor], tid: in
                  for (layer, n, sc, d, act), ids in zip(found, raised, strict=True))
 
 
+def _attention(model: Model, heads: list[CircuitNode], weights: dict[int, Tensor], tokens: tuple[str, ...],
+               top: int = 3) -> tuple[CircuitAttention, ...]:
+    """Each head's strongest keys from the last position of the clean prompt (row 0 of the batch)."""
+    out = []
+    for n in heads:
+        row = weights[n.layer][0, n.head, -1].float()  # (key,)
+        best = row.topk(min(top, row.numel()))
+        out.append(CircuitAttention(n.id, n.layer, n.head, tuple(
+            (int(k), tokens[int(k)], float(w)) for w, k in zip(best.values, best.indices, strict=True))))
+    return tuple(out)
+
+
+@torch.no_grad()
+def _lens(model: Model, resid: dict[str, Tensor], top: int = 3) -> tuple[CircuitLens, ...]:
+    """The logit lens at the last position of the clean prompt after every layer."""
+    out = []
+    for layer in range(model.adapter.n_layers):
+        probs = model.adapter.logits_for(resid[str(layer)][0, -1]).float().softmax(-1)
+        best = probs.topk(top)
+        texts = model.token_texts(best.indices.tolist())
+        out.append(CircuitLens(layer, tuple(zip(texts, best.values.tolist(), strict=True))))
+    return tuple(out)
+
+
 def circuit(
     model: Model,
     prompt: str,
@@ -216,7 +242,15 @@ def circuit(
         corrupted_ids = model.encode(check_prompt(corrupted, "corrupted prompt"))
         same_length(model, ids, corrupted_ids)
     batch = ids if corrupted_ids is None else torch.cat([ids, corrupted_ids])
-    with torch.no_grad(), capture_direct(model) as acts:
+    layers = list(range(ad.n_layers))
+    blocks = {str(layer): block for layer, block in enumerate(ad.blocks)}
+    with (
+        torch.no_grad(),
+        eager_attention(model),
+        attention_weights(model, layers) as weights,
+        capture(blocks) as resid,
+        capture_direct(model) as acts,
+    ):
         logits = model.hf(input_ids=batch, use_cache=False, logits_to_keep=1).logits[:, -1].float()
     tid, fid = target_and_foil(model, target, foil, logits[0])
     if foil is None and corrupted_ids is not None:
@@ -294,6 +328,7 @@ def circuit(
         }
     )
     top = _neurons(model, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None)
+    heads = [n for n in graph.nodes if n.kind == "head"]
     nodes, source, target_idx = _graph_nodes(graph, idx, per_position, n_pos)
     tokens = tuple(model.token_texts(ids[0]))
     return CircuitResult(
@@ -324,6 +359,8 @@ def circuit(
         random_curve=rand.mean(1).float() if rand is not None else None,
         random_std=rand.std(1, correction=0).float() if rand is not None else None,
         neurons=top,
+        attention=_attention(model, heads, weights, tokens),
+        lens=_lens(model, resid),
         meta=meta(
             model,
             "circuit",

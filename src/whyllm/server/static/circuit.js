@@ -266,6 +266,13 @@
       actions.append(el("button", { type: "button", class: "secondary", id: "circuit-open-lens",
         text: `Logit lens after layer ${n.layer}`, onclick: () => openLens(doc, n) }));
     }
+    const base = id.split("@")[0];
+    const pattern = (doc.attention || []).find((a) => a.node === base);
+    if (pattern) side.append(el("p", { id: "circuit-attends" }, "From the last token it attends to ",
+      ...pattern.keys.flatMap((k, i) => [i ? ", " : "", tok(k.token), ` (pos ${k.position}) ${fmt(k.weight, 2)}`]), "."));
+    const lens = (doc.lens || []).find((x) => x.layer === n.layer);
+    if (lens) side.append(el("p", { id: "circuit-lens-top" }, `Logit lens after layer ${n.layer} (last token): `,
+      ...lens.top.flatMap((t, i) => [i ? ", " : "", tok(t.token), ` ${fmt(t.probability, 2)}`]), "."));
     if (actions.childNodes.length) side.append(actions);
     if (n.kind === "mlp") side.append(neuronTable(doc, n));
     side.append(el("div", { id: "circuit-qk-out" }));
