@@ -173,14 +173,13 @@ def _attention(model: Model, heads: list[CircuitNode], weights: dict[int, Tensor
 
 @torch.no_grad()
 def _lens(model: Model, resid: dict[str, Tensor], top: int = 3) -> tuple[CircuitLens, ...]:
-    """The logit lens at the last position of the clean prompt after every layer."""
-    out = []
-    for layer in range(model.adapter.n_layers):
-        probs = model.adapter.logits_for(resid[str(layer)][0, -1]).float().softmax(-1)
-        best = probs.topk(top)
-        texts = model.token_texts(best.indices.tolist())
-        out.append(CircuitLens(layer, tuple(zip(texts, best.values.tolist(), strict=True))))
-    return tuple(out)
+    """The logit lens at the last position of the clean prompt after every layer (one unembedding pass)."""
+    layers = range(model.adapter.n_layers)
+    probs = model.adapter.logits_for(torch.stack([resid[str(layer)][0, -1] for layer in layers])).float()
+    best = probs.softmax(-1).topk(top)  # (layer, top)
+    rows = zip(layers, best.indices.tolist(), best.values.tolist(), strict=True)
+    return tuple(CircuitLens(layer, tuple(zip(model.token_texts(ids), values, strict=True)))
+                 for layer, ids, values in rows)
 
 
 def circuit(
