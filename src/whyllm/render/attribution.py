@@ -198,12 +198,25 @@ def _(r: AttributionResult) -> RenderableType:
 def _(r: EvaluationResult) -> RenderableType:
     table = Table(title=f"attribution methods ranked by faithfulness over {len(r.prompts)} prompt(s)",
                   title_justify="left")
-    for col in ("rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"):
+    for col in ("rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓ (random, beats)",
+                "seconds"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in r.ranking:
+        rnd, share = _versus_random(row)
+        deletion = f"{row['deletion_auc']:.3f}" + ("" if rnd == "–" else f" ({rnd}, {share})")
         table.add_row(str(row["rank"]), method_name(row["method"]), f"{row['comprehensiveness']:.3f}",
-                      f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}")
-    return table
+                      f"{row['sufficiency']:.3f}", deletion, f"{row['seconds']:.2f}")
+    return Group(table, Text(_RANDOM_NOTE, style="dim"))
+
+
+_RANDOM_NOTE = ("random order AUC: the deletion AUC of deleting units in random orders, the AUC to beat; "
+                "beats random: the share of prompts where the method's order lowers the margin faster")
+
+
+def _versus_random(row: dict) -> tuple[str, str]:
+    """The random-order AUC and the share of prompts beating it, as cells ("–" for old documents)."""
+    rnd, share = row.get("random_deletion_auc"), row.get("beats_random")
+    return ("–" if rnd is None else f"{rnd:.3f}", "–" if share is None else f"{share:.0%}")
 
 
 def _heat_html(r: AttributionResult) -> str:
@@ -291,8 +304,10 @@ def _(r: AttributionResult) -> str:
 @dispatch.html.register
 def _(r: EvaluationResult) -> str:
     rows = [[row["rank"], esc(method_name(row["method"])), f"{row['comprehensiveness']:.3f}",
-             f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", f"{row['seconds']:.2f}"]
+             f"{row['sufficiency']:.3f}", f"{row['deletion_auc']:.3f}", *_versus_random(row),
+             f"{row['seconds']:.2f}"]
             for row in r.ranking]
-    headers = ["rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "seconds"]
+    headers = ["rank", "method", "comprehensiveness ↑", "sufficiency ↓", "deletion AUC ↓", "random order AUC",
+               "beats random", "seconds"]
     title = f"<h2>Attribution methods ranked by faithfulness ({len(r.prompts)} prompts)</h2>"
-    return title + table(headers, rows)
+    return title + table(headers, rows) + f"<p class='dim'>{esc(_RANDOM_NOTE)}</p>"

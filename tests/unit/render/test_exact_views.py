@@ -47,14 +47,18 @@ def test_predict_terminal_view():
 
 def test_evaluation_html_table():
     rows = ({"rank": 1, "method": "occlusion", "comprehensiveness": 2.0, "sufficiency": 0.5,
-             "deletion_auc": -1.25, "seconds": 0.5, "mean_rank": 1.0},)
+             "deletion_auc": -1.25, "random_deletion_auc": -0.5, "beats_random": 0.75, "seconds": 0.5,
+             "mean_rank": 1.0},)
     r = EvaluationResult(prompts=("p",), methods=("occlusion",), rows=rows, ranking=rows, settings={},
                          meta={"model": "m", "method": "evaluate", "params": {}})
     assert html(r) == (
         "<h2>Attribution methods ranked by faithfulness (1 prompts)</h2><table><tr><th>rank</th>"
         "<th>method</th><th>comprehensiveness ↑</th><th>sufficiency ↓</th><th>deletion AUC ↓</th>"
+        "<th>random order AUC</th><th>beats random</th>"
         "<th>seconds</th></tr><tr><td>1</td><td>occlusion</td><td>2.000</td><td>0.500</td><td>-1.250</td>"
-        "<td>0.50</td></tr></table>"
+        "<td>-0.500</td><td>75%</td><td>0.50</td></tr></table><p class='dim'>random order AUC: the "
+        "deletion AUC of deleting units in random orders, the AUC to beat; beats random: the share of "
+        "prompts where the method&#x27;s order lowers the margin faster</p>"
     )
 
 

@@ -34,9 +34,19 @@ def _items(prompts: list[str | dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+def _baseline(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The random-order deletion AUC (mean) and the share of prompts where the method deletes faster."""
+    pairs = [(r["deletion_auc"], r["random_deletion_auc"]) for r in rows]
+    if any(b is None for _, b in pairs):
+        return {"random_deletion_auc": None, "beats_random": None}
+    return {"random_deletion_auc": sum(b for _, b in pairs) / len(pairs),
+            "beats_random": sum(a < b for a, b in pairs) / len(pairs)}
+
+
 def _ranking(rows: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
-    means = {m: {k: sum(r[k] for r in rows if r["method"] == m) / sum(r["method"] == m for r in rows)
-                 for k in (*_METRICS, "seconds")} for m in names}
+    means = {m: {**{k: sum(r[k] for r in rows if r["method"] == m) / sum(r["method"] == m for r in rows)
+                    for k in (*_METRICS, "seconds")}, **_baseline([r for r in rows if r["method"] == m])}
+             for m in names}
     ranks = {m: 0.0 for m in names}
     for metric, higher in _METRICS.items():
         order = sorted(names, key=lambda m: -means[m][metric] if higher else means[m][metric])
@@ -64,7 +74,8 @@ def evaluate(
         progress: called with ``(runs done, runs)``.
 
     The ranking orders methods by the mean of their ranks on mean comprehensiveness (higher is
-    better), sufficiency (lower) and deletion AUC (lower).
+    better), sufficiency (lower) and deletion AUC (lower). Each row also holds the deletion AUC of random
+    deletion orders (the AUC to beat), and each ranked method the share of prompts where it beats it.
     """
     if methods is not None and not list(methods):
         raise InputError("methods is empty; name at least one attribution method, or None for all")
@@ -83,6 +94,7 @@ def evaluate(
             f = r.faithfulness
             rows.append({"prompt": i, "method": name, "comprehensiveness": f.comprehensiveness,
                          "sufficiency": f.sufficiency, "deletion_auc": f.deletion_auc,
+                         "random_deletion_auc": f.random_deletion_auc,
                          "seconds": time.perf_counter() - start})
             report(progress, len(rows), len(items) * len(names))
     settings = {"granularity": granularity, "steps": steps, "baseline": baseline,
