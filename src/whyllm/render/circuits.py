@@ -76,6 +76,13 @@ def warnings(r: CircuitResult) -> list[str]:
             f"faithfulness {r.faithfulness:.0%} is above 100%: edges left out of the circuit work "
             "against the answer, so the circuit overshoots the clean run"
         )
+    smaller = [(float(f), n) for n, f in zip(r.curve_sizes, r.curve, strict=True) if n < len(r.scores)]
+    whole = r.circuit_edges == len(r.scores)
+    if r.chosen_by == "faithfulness" and smaller and (r.faithfulness < 0.8 or whole):
+        best, at = max(smaller)
+        out.append(f"no measured circuit smaller than the whole graph recovers 80% (the best: {_pct(best)} "
+                   f"with {at} edges): the answer is spread over many paths; a corrupted prompt that changes "
+                   "one word, and a foil, usually isolate a smaller circuit")
     if r.faithfulness < 0.5:
         out.append(
             f"the circuit recovers only {r.faithfulness:.0%}: the answer is spread over more edges "

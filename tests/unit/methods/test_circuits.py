@@ -206,3 +206,13 @@ def page_text(res):
     from whyllm.render.html import page
 
     return page(res)
+
+
+def test_a_circuit_that_reaches_no_80_percent_is_flagged(tiny):
+    from whyllm.render.circuits import warnings
+
+    res = circuit(tiny("llama"), CLEAN, corrupted=CORRUPTED, steps=2, sizes=[1, 2])
+    assert res.chosen_by == "faithfulness" and res.faithfulness < 0.8  # a random model: no small circuit
+    assert any(w.startswith("no measured circuit smaller than the whole graph") for w in warnings(res))
+    forced = circuit(tiny("llama"), CLEAN, corrupted=CORRUPTED, steps=2, sizes=[1, 2], edges=2)
+    assert not any(w.startswith("no measured circuit") for w in warnings(forced))

@@ -61,13 +61,28 @@ def _baseline(model: Model, ids: Tensor, corrupted_ids: Tensor | None) -> Tensor
         if corrupted_ids is not None:
             return ad.embed(corrupted_ids)
         clean = ad.embed(ids)
-    return _position_mean(clean[None])[0]
+    return _position_mean(clean[None], _starts_with_bos(model, ids))[0]
 
 
-def _position_mean(x: Tensor) -> Tensor:
-    """``x`` ``(..., batch, pos, d)`` replaced by its mean over positions 1.. (all if only one)."""
-    keep = x[..., 1:, :] if x.shape[-2] > 1 else x
-    return keep.mean(-2, keepdim=True).expand_as(x)
+def _position_mean(x: Tensor, keep_first: bool) -> Tensor:
+    """``x`` ``(..., batch, pos, d)`` with every position replaced by the mean over positions 1..
+
+    With ``keep_first`` the first position (a beginning-of-text token every prompt shares, the attention
+    sink) keeps its own value, as it would in any corrupted prompt; else it is averaged and ablated too.
+    A one-token prompt is its own mean.
+    """
+    if x.shape[-2] == 1:
+        return x
+    mean = x[..., 1:, :].mean(-2, keepdim=True).expand_as(x).clone()
+    if keep_first:
+        mean[..., 0, :] = x[..., 0, :]
+    return mean
+
+
+def _starts_with_bos(model: Model, ids: Tensor) -> bool:
+    """Whether the prompt's first token is the tokenizer's beginning-of-text token."""
+    bos = getattr(model.tokenizer, "bos_token_id", None)
+    return bos is not None and int(ids[0, 0]) == bos
 
 
 def _edges(graph: Graph, scores: Tensor, per_position: bool) -> tuple[Tensor, Tensor]:
@@ -134,8 +149,11 @@ def _ablate(
 
 @torch.no_grad()
 def _neurons(model: Model, acts: DirectActivations, grads: list[Tensor], tid: int, fid: int | None,
-             mlps: list[int], top_k: int, mean_ablation: bool) -> tuple[CircuitNeuron, ...]:
-    """Top neurons of the circuit's MLPs: (clean - corrupted activation) . gradient, with direct effects."""
+             mlps: list[int], top_k: int, keep_first: bool | None) -> tuple[CircuitNeuron, ...]:
+    """Top neurons of the circuit's MLPs: (clean - corrupted activation) . gradient, with direct effects.
+
+    ``keep_first`` is ``None`` with a corrupted prompt (batch row 1), else the mean ablation's choice.
+    """
     ad = model.adapter
     last = acts.outputs["final"].shape[1] - 1
     direct = decompose(model, acts.at(last), tid, fid).neuron_values
@@ -143,7 +161,7 @@ def _neurons(model: Model, acts: DirectActivations, grads: list[Tensor], tid: in
     found, vectors = [], []
     for layer in mlps:
         a = acts.inputs[f"neurons{layer}"].float()  # (batch, pos, d_mlp)
-        base = _position_mean(a[:1])[0] if mean_ablation else a[1]
+        base = _position_mean(a[:1], keep_first)[0] if keep_first is not None else a[1]
         score = ((a[0] - base) * grads[layer].float()).sum(0)  # (d_mlp,)
         top = score.abs().topk(min(top_k, score.numel())).indices
         w = ad.mlp_down_weight(layer)[top].float()  # (top, d_model): what each neuron writes per unit
@@ -258,7 +276,8 @@ def circuit(
     metric = Metric.for_tokens(tid, fid)
     with torch.no_grad():
         writers = writer_outputs(model, acts)  # (writer, batch, pos, d_model)
-    base_writers = writers[:, 1] if corrupted_ids is not None else _position_mean(writers[:, :1])[:, 0]
+    keep_first = None if corrupted_ids is not None else _starts_with_bos(model, ids)
+    base_writers = writers[:, 1] if keep_first is None else _position_mean(writers[:, :1], keep_first)[:, 0]
     delta = writers[:, 0] - base_writers  # (writer, pos, d_model)
 
     n = steps if method == "eap-ig" else 1
@@ -326,7 +345,7 @@ def circuit(
             if graph.nodes[graph.writers[int(w)]].kind == "mlp"
         }
     )
-    top = _neurons(model, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, corrupted_ids is None)
+    top = _neurons(model, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, keep_first)
     heads = [n for n in graph.nodes if n.kind == "head"]
     nodes, source, target_idx = _graph_nodes(graph, idx, per_position, n_pos)
     tokens = tuple(model.token_texts(ids[0]))
