@@ -17,6 +17,7 @@ matrix per pass, so one pass of 64 rows costs little more than one of 15.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -290,6 +291,40 @@ def explain_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> 
     return out
 
 
+def _packed(
+    model, rows: list[dict[str, Any]], prepare: Callable[[dict], tuple[list[int], dict]],
+    forward: Callable[[dict[str, Tensor]], Any], read: Callable[[Any, int, list[int], dict], Any],
+    budget: int | None = None,
+) -> list[Any]:
+    """Rows through packed forward passes, each row read out on its own.
+
+    ``prepare(row) -> (ids, kwargs)``, then one ``forward(inputs)`` per left-padded pass, then
+    ``read(state, b, ids, kwargs)`` for the pass's row ``b``. A row that fails to prepare or read, or
+    whose pass fails, gets the exception instead of a result.
+    """
+    out: list[Any] = [None] * len(rows)
+    items = []
+    for i, row in enumerate(rows):
+        try:
+            ids, kwargs = prepare(row)
+            items.append((i, ids, [], kwargs))
+        except Exception as e:  # a bad row becomes an error row
+            out[i] = e
+    for batch in _batches(items, budget):
+        try:
+            state = forward(_padded_ids(model, [ids for _, ids, _, _ in batch]))
+        except Exception as e:  # noqa: BLE001 (the rows of a failed pass become error rows)
+            for i, *_ in batch:
+                out[i] = e
+            continue
+        for b, (i, ids, _, kwargs) in enumerate(batch):
+            try:
+                out[i] = read(state, b, ids, kwargs)
+            except Exception as e:  # noqa: BLE001 (a row whose read-out fails becomes an error row)
+                out[i] = e
+    return out
+
+
 def components_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
     """:func:`whyllm.components` over ``rows``: the forward passes packed, each row decomposed on its own.
 
@@ -303,32 +338,22 @@ def components_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) 
     from whyllm.methods.components import components_from
     from whyllm.methods.engine.direct import capture_direct
 
-    out: list[Any] = [None] * len(rows)
-    items = []
-    for i, row in enumerate(rows):
-        try:
-            kwargs = call_args(model, RunSpec("components", options), row)
-            check_int(kwargs.get("top_neurons", 10), "top_neurons", minimum=0)
-            items.append((i, model.encode(kwargs["prompt"])[0].tolist(), [], kwargs))
-        except Exception as e:  # a bad row becomes an error row
-            out[i] = e
-    for batch in _batches(items, TOKEN_BUDGET // 4):
-        try:
-            with torch.no_grad(), capture_direct(model) as acts:
-                logits = model.hf(**_padded_ids(model, [ids for _, ids, _, _ in batch]), use_cache=False,
-                                  logits_to_keep=1).logits[:, -1].float()  # (batch, vocab)
-        except Exception as e:  # noqa: BLE001 (the rows of a failed pass become error rows)
-            for i, *_ in batch:
-                out[i] = e
-            continue
-        for b, (i, ids, _, kwargs) in enumerate(batch):
-            try:
-                out[i] = components_from(
-                    model, kwargs.pop("prompt"), ids, acts.at(-1, row=b), logits[b], **kwargs
-                )
-            except Exception as e:  # a bad target becomes an error row
-                out[i] = e
-    return out
+    def prepare(row: dict) -> tuple[list[int], dict]:
+        kwargs = call_args(model, RunSpec("components", options), row)
+        check_int(kwargs.get("top_neurons", 10), "top_neurons", minimum=0)
+        return model.encode(kwargs["prompt"])[0].tolist(), kwargs
+
+    def forward(inputs: dict[str, Tensor]) -> tuple[Any, Tensor]:
+        with torch.no_grad(), capture_direct(model) as acts:
+            logits = model.hf(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1]  # (batch, vocab)
+        return acts, logits.float()
+
+    def read(state: tuple[Any, Tensor], b: int, ids: list[int], kwargs: dict) -> Any:
+        acts, logits = state
+        kwargs = dict(kwargs)
+        return components_from(model, kwargs.pop("prompt"), ids, acts.at(-1, row=b), logits[b], **kwargs)
+
+    return _packed(model, rows, prepare, forward, read, TOKEN_BUDGET // 4)
 
 
 def lens_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> list[Any]:
@@ -341,35 +366,24 @@ def lens_many(model, rows: list[dict[str, Any]], options: dict[str, Any]) -> lis
     from whyllm.methods.lens import lens_from, lens_inputs
     from whyllm.model.hooks import capture
 
-    out: list[Any] = [None] * len(rows)
-    items = []
-    for i, row in enumerate(rows):
-        try:
-            kwargs = call_args(model, RunSpec("lens", options), row)
-            ids, pos, tid = lens_inputs(model, **kwargs)
-            items.append((i, ids, [], {**kwargs, "pos": pos, "tid": tid}))
-        except Exception as e:  # a bad row becomes an error row
-            out[i] = e
     ad = model.adapter
     blocks = {f"L{i}": b for i, b in enumerate(ad.blocks)}
-    for batch in _batches(items):
-        inputs = _padded_ids(model, [ids for _, ids, _, _ in batch])
-        try:
-            embed = capture({"embed": ad.blocks[0]}, inputs=True)
-            with torch.no_grad(), embed as first, capture(blocks) as outs:
-                model.hf(**inputs, use_cache=False, logits_to_keep=1)
-        except Exception as e:  # noqa: BLE001 (the rows of a failed pass become error rows)
-            for i, *_ in batch:
-                out[i] = e
-            continue
-        states = [first["embed"], *(outs[n] for n in blocks)]  # layer x (batch, width, d_model)
+
+    def prepare(row: dict) -> tuple[list[int], dict]:
+        kwargs = call_args(model, RunSpec("lens", options), row)
+        ids, pos, tid = lens_inputs(model, **kwargs)
+        return ids, {**kwargs, "pos": pos, "tid": tid}
+
+    def forward(inputs: dict[str, Tensor]) -> list[Tensor]:
+        with torch.no_grad(), capture({"embed": ad.blocks[0]}, inputs=True) as first, capture(blocks) as outs:
+            model.hf(**inputs, use_cache=False, logits_to_keep=1)
+        return [first["embed"], *(outs[n] for n in blocks)]  # layer x (batch, width, d_model)
+
+    def read(states: list[Tensor], b: int, ids: list[int], kw: dict) -> Any:
         width = states[0].shape[1]
-        for b, (i, ids, _, kw) in enumerate(batch):
-            index = torch.tensor(kw["pos"], device=states[0].device) + (width - len(ids))  # left padding
-            resid = torch.stack([s[b, index] for s in states])  # (layer, pos, d_model)
-            try:
-                out[i] = lens_from(model, kw["prompt"], ids, kw["pos"], resid, kw["tid"],
-                                   target=kw.get("target"), top_k=kw.get("top_k", 5))
-            except Exception as e:  # noqa: BLE001 (a row whose read-out fails becomes an error row)
-                out[i] = e
-    return out
+        index = torch.tensor(kw["pos"], device=states[0].device) + (width - len(ids))  # left padding
+        resid = torch.stack([s[b, index] for s in states])  # (layer, pos, d_model)
+        return lens_from(model, kw["prompt"], ids, kw["pos"], resid, kw["tid"], target=kw.get("target"),
+                         top_k=kw.get("top_k", 5))
+
+    return _packed(model, rows, prepare, forward, read)
