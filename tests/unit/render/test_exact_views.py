@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import torch
-from rich.console import Console
 
+from tests.helpers.render import plain_text as _text
 from whyllm.render.dispatch import html, terminal
 from whyllm.results.attribution import EvaluationResult
 from whyllm.results.predict import Candidate, PredictResult, TargetScore
-
-
-def _text(renderable) -> str:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
 
 
 def _predict() -> PredictResult:

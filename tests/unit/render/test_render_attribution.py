@@ -1,9 +1,8 @@
-import io
 
 import pytest
 import torch
-from rich.console import Console
 
+from tests.helpers.render import plain_text as _text
 from whyllm.render.attribution import heat_style, pieces
 from whyllm.render.html import fragment
 from whyllm.results.attribution import AttributionResult, EvaluationResult, Faithfulness, Unit
@@ -22,10 +21,6 @@ def _result(**over):
     return AttributionResult(**{**base, **over})
 
 
-def _text(renderable) -> str:
-    out = io.StringIO()
-    Console(file=out, width=80, color_system=None).print(renderable)
-    return out.getvalue()
 
 
 def test_terminal_view():

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from rich.console import Console
 
+from tests.helpers.render import plain_text as _text
 from whyllm.methods.generate import generate, sample
 from whyllm.methods.predict import predict
 from whyllm.render.dispatch import terminal as view
@@ -19,10 +17,6 @@ PROMPT = "The capital of France is"
 HOSTILE = "</script><img onerror=alert(1)>"
 
 
-def _text(renderable) -> str:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
 
 
 def _cand(token, rank, prob):

@@ -1,8 +1,7 @@
-import io
 
 import pytest
-from rich.console import Console
 
+from tests.helpers.render import plain_text as _text
 from whyllm.methods.attention import attention
 from whyllm.methods.components import components
 from whyllm.methods.lens import logit_lens
@@ -15,10 +14,6 @@ CORRUPTED = "When Mary and John went to the store, Mary gave a drink to"
 EVIL = "<b>x</b> & 'y'"
 
 
-def _text(renderable) -> str:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
 
 
 @pytest.fixture

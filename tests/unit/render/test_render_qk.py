@@ -1,9 +1,8 @@
-import io
 import re
 
 import pytest
-from rich.console import Console
 
+from tests.helpers.render import plain_text as _text
 from whyllm.methods.qk import qk
 from whyllm.render.qk import headline, heatmap_sources, warning
 
@@ -11,10 +10,6 @@ PROMPT = "When Mary and John went to the store, John gave a drink to"
 EVIL = "<b>x</b> & 'y'"
 
 
-def _text(renderable) -> str:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
 
 
 @pytest.fixture

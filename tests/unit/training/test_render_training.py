@@ -1,21 +1,14 @@
-import io
 import json
 
 import pytest
-from rich.console import Console
 from typer.testing import CliRunner
 
+from tests.helpers.render import plain_text as _text
 from whyllm.cli import app
 from whyllm.render.plot import save_png
 from whyllm.render.training import sparkline
 from whyllm.results.training import TrainResult
 from whyllm.training.emerge import emerge
-
-
-def _text(result) -> str:
-    console = Console(file=io.StringIO(), width=80, color_system=None)
-    console.print(result)
-    return console.file.getvalue()
 
 
 @pytest.fixture(scope="module")
