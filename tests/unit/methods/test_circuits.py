@@ -167,6 +167,7 @@ def test_per_position_nodes_and_edges(tiny):
     res = circuit(model, CLEAN, corrupted=CORRUPTED, method="eap", per_position=True, sizes=[1, 20])
     n_pos = model.encode(CLEAN).shape[1]
     assert len(res.nodes) == len(build_graph(model).nodes) * n_pos
+    assert len(res.scores) == build_graph(model).n_edges * n_pos
     for e in res.edge_rows(50):
         assert e["source"].split("@")[1] == e["target"].split("@")[1]  # the residual stream is per position
 

@@ -79,6 +79,18 @@ def _position_mean(x: Tensor, keep_first: bool) -> Tensor:
     return mean
 
 
+def _edge_count(graph: Graph, n_pos: int, per_position: bool) -> int:
+    """Edges of ``graph`` on an ``n_pos``-token prompt: every edge per position, or the embeddings' alone."""
+    valid = graph.valid.sum().item()
+    return int(valid * n_pos if per_position else valid + graph.valid[:, 0].sum().item() * (n_pos - 1))
+
+
+def _components(graph: Graph, kept: Tensor) -> list[CircuitNode]:
+    """Component nodes (positions merged) that the kept ``(end, writer, pos)`` edges touch, in graph order."""
+    used = {graph.ends[int(e)].node for e in kept[:, 0]} | {graph.writers[int(w)] for w in kept[:, 1]}
+    return [n for i, n in enumerate(graph.nodes) if i in used]
+
+
 def _starts_with_bos(model: Model, ids: Tensor) -> bool:
     """Whether the prompt's first token is the tokenizer's beginning-of-text token."""
     bos = getattr(model.tokenizer, "bos_token_id", None)
@@ -258,6 +270,11 @@ def circuit(
     if corrupted is not None:
         corrupted_ids = model.encode(check_prompt(corrupted, "corrupted prompt"))
         same_length(model, ids, corrupted_ids)
+    n_pos = ids.shape[1]
+    n_edges = _edge_count(graph, n_pos, per_position)  # sizes are checked before any pass
+    curve_sizes = _sizes(n_edges, sizes)
+    if edges is not None and edges > n_edges:
+        raise InputError(f"circuit size {edges} is larger than the graph ({n_edges} edges)")
     batch = ids if corrupted_ids is None else torch.cat([ids, corrupted_ids])
     layers = list(range(ad.n_layers))
     blocks = {str(layer): block for layer, block in enumerate(ad.blocks)}
@@ -287,15 +304,10 @@ def circuit(
     scores = torch.einsum("wpm,epm->ewp", delta, grads.ends).detach()  # (end, writer, pos)
     scores = scores * graph.valid[:, :, None]
     idx, values = _edges(graph, scores, per_position)
-    n_edges = len(values)
-    curve_sizes = _sizes(n_edges, sizes)
-    if edges is not None and edges > n_edges:
-        raise InputError(f"circuit size {edges} is larger than the graph ({n_edges} edges)")
     if share is not None:
         cum = values.abs().cumsum(0) / values.abs().sum().clamp_min(1e-30)
         edges = min(n_edges, int((cum < share - 1e-9).sum()) + 1)
 
-    n_pos = ids.shape[1]
     m_clean = float(metric.from_logits(logits[:1])[0])
     if corrupted_ids is not None:  # every edge ablated is exactly the corrupted run
         m_corr = float(metric.from_logits(logits[1:2])[0])
@@ -322,29 +334,13 @@ def circuit(
     k = len(curve_sizes)
     curve = faith[:k]
     rand = faith[k : k + k * random_samples].view(k, random_samples) if random_samples else None
-    if edges is None:
-        chosen_by = "faithfulness"
-        edges = next(
-            (s for s, f in zip(curve_sizes, curve.tolist(), strict=True) if f >= 0.8), curve_sizes[-1]
-        )
-        faithfulness = float(curve[curve_sizes.index(edges)])
-    else:
-        chosen_by = "share" if share is not None else "edges"
-        faithfulness = float(curve[curve_sizes.index(edges)] if edges in curve_sizes else faith[-1])
+    chosen_by = "share" if share is not None else "edges" if edges is not None else "faithfulness"
+    if edges is None:  # the smallest measured size recovering 80% (the largest if none does)
+        reached = [size for size, f in zip(curve_sizes, curve.tolist(), strict=True) if f >= 0.8]
+        edges = reached[0] if reached else curve_sizes[-1]
+    faithfulness = float(curve[curve_sizes.index(edges)] if edges in curve_sizes else faith[-1])
 
-    in_circuit = idx[:edges]
-    mlp_layers = sorted(
-        {
-            graph.nodes[graph.ends[int(e)].node].layer
-            for e in in_circuit[:, 0]
-            if graph.ends[int(e)].port == "in" and graph.ends[int(e)].layer < ad.n_layers
-        }
-        | {
-            graph.nodes[graph.writers[int(w)]].layer
-            for w in in_circuit[:, 1]
-            if graph.nodes[graph.writers[int(w)]].kind == "mlp"
-        }
-    )
+    mlp_layers = sorted({n.layer for n in _components(graph, idx[:edges]) if n.kind == "mlp"})
     top = _neurons(model, acts, grads.neuron_grads, tid, fid, mlp_layers, neurons, keep_first)
     heads = [n for n in graph.nodes if n.kind == "head"]
     nodes, source, target_idx = _graph_nodes(graph, idx, per_position, n_pos)

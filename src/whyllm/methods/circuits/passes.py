@@ -49,20 +49,18 @@ def _heads_out(model: Model, layer: int, z: Tensor, post_in: Tensor | None) -> T
 
 
 def _sites(model: Model) -> dict[str, dict[str, nn.Module]]:
-    """Modules whose inputs/outputs the passes read."""
+    """Modules whose inputs the passes read, by kind and layer."""
     ad = model.adapter
     post = ad.spec.attn_post_norm is not None
     sites: dict[str, dict[str, nn.Module]] = {
         "block_in": {},
         "z": {},
         "post_in": {},
-        "mlp_out": {},
         "ln2_in": {},
     }
     for layer, block in enumerate(ad.blocks):
         sites["block_in"][str(layer)] = block
         sites["z"][str(layer)] = ad.part(layer, "attn_o")
-        sites["mlp_out"][str(layer)] = ad.part(layer, "mlp_out")
         if post:
             sites["post_in"][str(layer)] = ad.part(layer, "attn_out")
         if not ad.parallel_residual:
@@ -250,7 +248,7 @@ def ablation_pass(
 
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        got = {k: stack.enter_context(capture(v, inputs=True)) for k, v in sites.items() if k != "mlp_out"}
+        got = {k: stack.enter_context(capture(v, inputs=True)) for k, v in sites.items()}
         fns: dict[nn.Module, object] = {}
         outs: dict[nn.Module, object] = {}
         for layer in range(ad.n_layers):
